@@ -1,0 +1,111 @@
+"""The DPA-2 descriptor, composed in the paper's order (DeePMD's ``DescrptDPA2.call``).
+
+    T      = type embedding
+    g1     = W [repinit(R~_6A) , three_body(R~_4A)]      (W only when widths differ)
+           (+ W' T_i  with add_tebd_to_repinit_out)
+    g1     = repformers(g1, R~_4A)
+    D_i    = [g1_i, T_i]                                   (concat_output_tebd)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from dpa2_jax.descriptor import repformers, repinit, three_body, type_embedding
+from dpa2_jax.descriptor.config import DescriptorConfig
+from dpa2_jax.descriptor.env_mat import (
+    Neighborhood,
+    environment_matrix,
+    normalize,
+    pair_exclusion_mask,
+)
+from dpa2_jax.nn import dense, init_dense
+from dpa2_jax.typing import Array, Params, PRNGKey
+
+
+def dtype_of(cfg: DescriptorConfig):
+    return jnp.float64 if cfg.precision == "float64" else jnp.float32
+
+
+def init(key: PRNGKey, cfg: DescriptorConfig) -> Params:
+    """Initial parameters; statistics are davg = 0, dstd = 1 until computed from data."""
+    dtype = dtype_of(cfg)
+    ri = cfg.repinit
+    keys = jax.random.split(key, 6)
+    params: Params = {
+        "type_embedding": type_embedding.init(
+            keys[0], cfg.ntypes, ri.tebd_dim, cfg.use_tebd_bias, dtype
+        ),
+        "repinit": repinit.init(keys[1], ri, cfg.ntypes, dtype),
+        "repformers": repformers.init(keys[2], cfg.repformer, cfg.ntypes, dtype),
+    }
+    if ri.use_three_body:
+        params["three_body"] = three_body.init(keys[3], ri, cfg.ntypes, dtype)
+    if ri.dim_out != cfg.repformer.g1_dim:
+        params["g1_shape_transform"] = init_dense(
+            keys[4], ri.dim_out, cfg.repformer.g1_dim, bias=False, dtype=dtype
+        )
+    if cfg.add_tebd_to_repinit_out:
+        params["tebd_transform"] = init_dense(
+            keys[5], ri.tebd_dim, cfg.repformer.g1_dim, bias=False, dtype=dtype
+        )
+    return params
+
+
+def _block_env(
+    block: Params, species: Array, nb: Neighborhood, cfg: DescriptorConfig, rcut, rcut_smth
+) -> tuple[Array, Array, Array]:
+    """Environment of a repinit-type block: excluded pairs are zeroed after normalisation
+    (empty slots keep -davg/dstd). Returns (rr, sw, neighbor species)."""
+    em, sw = environment_matrix(nb, rcut, rcut_smth, cfg.env_protection)
+    rr = normalize(em, species, block["davg"], block["dstd"])
+    if cfg.exclude_types:
+        keep = pair_exclusion_mask(species, nb, cfg.excluded_pairs)
+        rr = jnp.where(keep[..., None], rr, 0.0)
+        nb = nb.with_mask(nb.mask & keep)
+        sw = jnp.where(nb.mask, sw, 0.0)
+    return rr, sw, species[nb.index]
+
+
+def apply(params: Params, cfg: DescriptorConfig, species: Array, nb: Neighborhood) -> Array:
+    """The per-atom descriptor.
+
+    Args:
+      species: [n_node] int32 type indices.
+      nb: neighborhood at the repinit cutoff with ``cfg.sel`` slots.
+
+    Returns:
+      [n_node, cfg.dim_out]
+    """
+    ri, rf = cfg.repinit, cfg.repformer
+    tebd = type_embedding.apply(params["type_embedding"], cfg.ntypes)  # [n_type+1, tebd_dim]
+    g1_tebd = tebd[species]  # [n_node, tebd_dim]
+
+    nb = nb.restrict(ri.rcut, ri.nsel)  # also drops neighbors a stale graph still holds
+    rr, sw, nei = _block_env(params["repinit"], species, nb, cfg, ri.rcut, ri.rcut_smth)
+    g1 = repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, species, nei, tebd)
+    if ri.use_three_body:
+        nb3 = nb.restrict(ri.three_body_rcut, ri.three_body_sel)
+        rr3, sw3, nei3 = _block_env(
+            params["three_body"], species, nb3, cfg, ri.three_body_rcut, ri.three_body_rcut_smth
+        )
+        g1 = jnp.concatenate(
+            [g1, three_body.apply(params["three_body"], ri, cfg.smooth, rr3, sw3, nei3, tebd)],
+            -1,
+        )
+    if "g1_shape_transform" in params:
+        g1 = dense(params["g1_shape_transform"], g1)
+    if cfg.add_tebd_to_repinit_out:
+        g1 = g1 + dense(params["tebd_transform"], g1_tebd)
+
+    # The repformer block drops excluded pairs before computing its environment matrix.
+    nbf = nb.restrict(rf.rcut, rf.nsel)
+    if cfg.exclude_types:
+        nbf = nbf.with_mask(nbf.mask & pair_exclusion_mask(species, nbf, cfg.excluded_pairs))
+    em, swf = environment_matrix(nbf, rf.rcut, rf.rcut_smth, cfg.env_protection)
+    rrf = normalize(em, species, params["repformers"]["davg"], params["repformers"]["dstd"])
+    g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, rrf, swf, nbf)
+    if cfg.concat_output_tebd:
+        g1 = jnp.concatenate([g1, g1_tebd], -1)
+    return g1

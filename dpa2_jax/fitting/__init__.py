@@ -1,0 +1,1 @@
+"""Fitting heads: descriptor -> atomic properties."""

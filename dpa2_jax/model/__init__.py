@@ -1,0 +1,1 @@
+"""Model: graph -> atomic energies -> energy, forces, virial."""

@@ -1,0 +1,59 @@
+"""ModelConfig: a DPA-2 descriptor shared by one or more named energy heads."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dpa2_jax.descriptor.config import DescriptorConfig
+from dpa2_jax.errors import ConfigError
+from dpa2_jax.fitting.energy import FittingConfig
+
+DEFAULT_HEAD = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Static description of a model; hashable, so it can be a static jit argument.
+
+    Attributes:
+      type_map: element symbols; atom type t is ``type_map[t]``.
+      descriptor: the DPA-2 descriptor options.
+      heads: ordered (name, fitting options) pairs; a single-task model has one head.
+      atom_exclude_types: types whose atomic energy is zero (DeePMD's model-level option).
+    """
+
+    type_map: tuple[str, ...]
+    descriptor: DescriptorConfig
+    heads: tuple[tuple[str, FittingConfig], ...] = ((DEFAULT_HEAD, FittingConfig()),)
+    atom_exclude_types: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if len(self.type_map) != self.descriptor.ntypes:
+            raise ConfigError(
+                f"type_map has {len(self.type_map)} elements but the descriptor has "
+                f"ntypes={self.descriptor.ntypes}"
+            )
+        if len(set(self.type_map)) != len(self.type_map):
+            raise ConfigError(f"type_map {list(self.type_map)} repeats an element")
+        names = [name for name, _ in self.heads]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"heads must be a non-empty list of distinct names, got {names}")
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.heads)
+
+    def resolve_head(self, head: str | None) -> str:
+        """The head called ``head``; None is allowed only for a single-head model."""
+        if head is None:
+            if len(self.heads) > 1:
+                raise ConfigError(
+                    f"this model has several heads {list(self.head_names)}: choose one with head="
+                )
+            return self.heads[0][0]
+        if head not in self.head_names:
+            raise ConfigError(f"unknown head {head!r}; this model has {list(self.head_names)}")
+        return head
+
+    def fitting(self, head: str) -> FittingConfig:
+        return dict(self.heads)[self.resolve_head(head)]
