@@ -1,0 +1,190 @@
+"""The graph container: frames of atoms as `jraph.GraphsTuple`, every field defined once here.
+
+Edge convention: an edge runs from a neighbor j (`senders`) to a center i (`receivers`), and its
+vector is
+
+    r_ij = positions[senders] - positions[receivers] + shifts @ cell[graph of the edge]
+
+(neighbor minus center, as in DeePMD's `_make_env_mat`); `shifts` counts periodic images in units
+of the cell's rows (lattice vectors). Units: Angstrom, eV, eV/Angstrom; the virial in eV with
+DeePMD's sign.
+
+Fields (n_graph frames, n_node atoms and n_edge edges summed over the batch, padding included):
+
+    nodes["positions"]   [n_node, 3]        float  Cartesian positions, Angstrom (not wrapped)
+    nodes["species"]     [n_node]           int32  type index into the system's type map
+    nodes["forces"]      [n_node, 3]        float  force label, eV/Angstrom (zeros if absent)
+    edges["shifts"]      [n_edge, 3]        float  integer-valued image vector of the neighbor
+    edges["slot"]        [n_edge]           int32  rank among the center's neighbors by distance,
+                                                   0..sel-1; -1 marks a padding edge
+    senders              [n_edge]           int32  neighbor j, node index global across the batch
+    receivers            [n_edge]           int32  center i, node index global across the batch
+    globals["cell"]      [n_graph, 3, 3]    float  rows are lattice vectors, Angstrom;
+                                                   zeros for a non-periodic frame
+    globals["energy"]    [n_graph]          float  energy label, eV (0 if absent)
+    globals["virial"]    [n_graph, 3, 3]    float  virial label, eV (zeros if absent)
+    globals["has_energy"], globals["has_forces"], globals["has_virial"]
+                         [n_graph]          float  1.0 where the label is present, else 0.0
+    n_node, n_edge       [n_graph]          int32  atoms and edges per graph
+
+Within a graph, edges are sorted by (receiver, distance), and each center keeps at most `sel`
+neighbors within `rcut` (neighbors.py gives the exact rule).
+
+Two cutoffs from one edge set: DPA-2 uses repinit's (rcut, sel), e.g. (6 A, 120), and a smaller
+(rcut_small, sel_small) for the repformer and three-body blocks, e.g. (4 A, 48). Only the larger
+list is built. Because each center's list is sorted by distance, the smaller list is exactly the
+edges with `0 <= slot < sel_small` and |r_ij| <= rcut_small; the model derives it that way, which
+equals DeePMD's `build_multiple_neighbor_list` (truncate the sorted list to sel_small, then mask
+distances above rcut_small).
+"""
+
+from typing import Any, Sequence
+
+import jraph
+import numpy as np
+
+from dpa2_jax.errors import DataError
+from dpa2_jax.graph.neighbors import neighbor_list
+
+
+def frame_to_graph(
+    positions: np.ndarray,
+    species: np.ndarray,
+    cell: np.ndarray | None,
+    rcut: float,
+    sel: int,
+    energy: float | None = None,
+    forces: np.ndarray | None = None,
+    virial: np.ndarray | None = None,
+    dtype: Any = np.float64,
+) -> jraph.GraphsTuple:
+    """Builds the one-graph `GraphsTuple` of a frame (fields in the module docstring).
+
+    Args:
+        positions: [n_node, 3] positions, Angstrom.
+        species: [n_node] type indices.
+        cell: [3, 3] cell, rows are lattice vectors, Angstrom; None if not periodic.
+        rcut: neighbor cutoff, Angstrom (the largest cutoff of the model).
+        sel: neighbors kept per center (the largest `sel` of the model).
+        energy: energy label, eV, or None.
+        forces: [n_node, 3] force label, eV/Angstrom, or None.
+        virial: [3, 3] (or [9]) virial label, eV, or None.
+        dtype: float dtype of the float fields; the neighbor search itself runs in float64.
+
+    Returns:
+        A `GraphsTuple` of numpy arrays with n_graph = 1.
+
+    Raises:
+        DataError: inconsistent shapes, no atoms, or invalid positions or cell.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    n_node = positions.shape[0] if positions.ndim == 2 else -1
+    if n_node == 0:
+        raise DataError("positions: a frame needs at least one atom, got 0")
+    species = np.asarray(species)
+    if species.shape != (n_node,) or not np.issubdtype(species.dtype, np.integer):
+        raise DataError(
+            f"species: expected {n_node} integer type indices (one per atom), "
+            f"got shape {species.shape}, dtype {species.dtype}"
+        )
+    nlist = neighbor_list(positions, cell, rcut, sel)
+    n_edge = nlist.n_edge
+
+    nodes = {
+        "positions": positions.astype(dtype),
+        "species": species.astype(np.int32),
+        "forces": _label(forces, (n_node, 3), "forces", dtype),
+    }
+    edges = {"shifts": nlist.shifts.astype(dtype), "slot": nlist.slot}
+    globals_ = {
+        "cell": _label(cell, (3, 3), "cell", dtype)[None],
+        "energy": _label(energy, (), "energy", dtype)[None],
+        "virial": _label(virial, (3, 3), "virial", dtype)[None],
+        "has_energy": np.array([energy is not None], dtype=dtype),
+        "has_forces": np.array([forces is not None], dtype=dtype),
+        "has_virial": np.array([virial is not None], dtype=dtype),
+    }
+    return jraph.GraphsTuple(
+        nodes=nodes,
+        edges=edges,
+        senders=nlist.neighbors,
+        receivers=nlist.centers,
+        globals=globals_,
+        n_node=np.array([n_node], dtype=np.int32),
+        n_edge=np.array([n_edge], dtype=np.int32),
+    )
+
+
+def system_to_graphs(
+    system: Any, rcut: float, sel: int, dtype: Any = np.float64
+) -> list[jraph.GraphsTuple]:
+    """One graph per frame of a system.
+
+    Args:
+        system: a `dpa2_jax.data.System` or any object with its fields: `atom_types` [n_atom] int,
+            `coords` [n_frame, n_atom, 3], `cells` [n_frame, 3, 3] or None, `energies` [n_frame]
+            or None, `forces` [n_frame, n_atom, 3] or None, `virials` [n_frame, 3, 3] or None.
+            Species are the system's own type indices (map them to the model's type map first).
+        rcut: neighbor cutoff, Angstrom.
+        sel: neighbors kept per center.
+        dtype: float dtype of the float fields.
+
+    Returns:
+        A list of n_frame one-graph `GraphsTuple`s.
+    """
+    coords = np.asarray(system.coords)
+    cells, energies = system.cells, system.energies
+    forces, virials = system.forces, system.virials
+    graphs = []
+    for f in range(coords.shape[0]):
+        graphs.append(
+            frame_to_graph(
+                coords[f],
+                system.atom_types,
+                None if cells is None else cells[f],
+                rcut,
+                sel,
+                energy=None if energies is None else energies[f],
+                forces=None if forces is None else forces[f],
+                virial=None if virials is None else virials[f],
+                dtype=dtype,
+            )
+        )
+    return graphs
+
+
+def batch_graphs(graphs: Sequence[jraph.GraphsTuple]) -> jraph.GraphsTuple:
+    """Concatenates graphs into one `GraphsTuple` (numpy), offsetting node indices.
+
+    Args:
+        graphs: graphs with the fields of the module docstring.
+
+    Returns:
+        The batch; n_graph is the total number of graphs, index arrays stay int32.
+    """
+    if len(graphs) == 0:
+        raise ValueError("batch_graphs: got no graphs")
+    return as_int32_indices(jraph.batch_np(list(graphs)))
+
+
+def as_int32_indices(graph: jraph.GraphsTuple) -> jraph.GraphsTuple:
+    """Casts senders, receivers, n_node and n_edge to int32.
+
+    jraph's batching adds int64 offsets, which numpy 2 promotes the index arrays to.
+    """
+    return graph._replace(
+        senders=graph.senders.astype(np.int32),
+        receivers=graph.receivers.astype(np.int32),
+        n_node=graph.n_node.astype(np.int32),
+        n_edge=graph.n_edge.astype(np.int32),
+    )
+
+
+def _label(value: Any, shape: tuple[int, ...], name: str, dtype: Any) -> np.ndarray:
+    """A label (or the cell) as an array of `shape`, zeros when absent."""
+    if value is None:
+        return np.zeros(shape, dtype=dtype)
+    array = np.asarray(value, dtype=np.float64)
+    if array.size != int(np.prod(shape)):
+        raise DataError(f"{name}: expected shape {list(shape)}, got {list(array.shape)}")
+    return array.reshape(shape).astype(dtype)
