@@ -57,3 +57,44 @@ class ModelConfig:
 
     def fitting(self, head: str) -> FittingConfig:
         return dict(self.heads)[self.resolve_head(head)]
+
+
+def config_to_dict(cfg: ModelConfig) -> dict:
+    """A JSON-ready dict of ``cfg`` (tuples become lists)."""
+    d = dataclasses.asdict(cfg)
+    d["heads"] = [[name, fit] for name, fit in d["heads"]]
+    return d
+
+
+def config_from_dict(d: dict) -> ModelConfig:
+    """Inverse of ``config_to_dict``; unknown keys raise ConfigError naming them."""
+    from dpa2_jax.descriptor.config import RepformerConfig, RepinitConfig
+
+    def build(cls, values: dict, what: str):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"{what}: unknown option(s) {unknown}")
+        return cls(
+            **{
+                k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                if isinstance(v, list)
+                else v
+                for k, v in values.items()
+            }
+        )
+
+    try:
+        desc = dict(d["descriptor"])
+        desc["repinit"] = build(RepinitConfig, desc["repinit"], "descriptor.repinit")
+        desc["repformer"] = build(RepformerConfig, desc["repformer"], "descriptor.repformer")
+        descriptor = build(DescriptorConfig, desc, "descriptor")
+        heads = tuple((name, build(FittingConfig, fit, f"head {name}")) for name, fit in d["heads"])
+        return ModelConfig(
+            type_map=tuple(d["type_map"]),
+            descriptor=descriptor,
+            heads=heads,
+            atom_exclude_types=tuple(d.get("atom_exclude_types", ())),
+        )
+    except KeyError as err:
+        raise ConfigError(f"model config is missing {err}") from err
