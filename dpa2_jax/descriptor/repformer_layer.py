@@ -34,7 +34,7 @@ def linear1_in_dim(cfg: RepformerConfig) -> int:
 
 def init(key: PRNGKey, cfg: RepformerConfig, update_g2: bool, dtype) -> Params:
     """Parameters of one layer; ``update_g2`` is False for the last layer."""
-    keys = iter(jax.random.split(key, 16))
+    keys = iter(jax.random.split(key, 32))
     g1d, g2d = cfg.g1_dim, cfg.g2_dim
 
     def lin(d_in, d_out, bias=True):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from dpa2_jax.descriptor.config import RepinitConfig
 from dpa2_jax.nn import init_network, network
+from dpa2_jax.nn.mlp import dense_from_projections, first_layer_split
 from dpa2_jax.typing import Array, Params, PRNGKey
 
 
@@ -61,10 +62,20 @@ def embed(
     """The embedding G. s: [n_node, sel, 1]; sw, nei_species: [n_node, sel] -> [n_node, sel, ng]."""
     act = cfg.activation_function
     if cfg.tebd_input_mode == "concat":
-        parts = [s, tebd[nei_species]]
+        layers = params["embedding"]
+        d_in, d_out = layers[0]["w"].shape
+        if d_out in (d_in, 2 * d_in):  # residual first layer: needs the explicit input
+            parts = [s, tebd[nei_species]]
+            if not cfg.type_one_side:
+                parts.append(jnp.broadcast_to(tebd[species][:, None, :], parts[1].shape))
+            return network(layers, jnp.concatenate(parts, -1), act)
+        # [s, T_j, T_i] @ W = s W_s + (T W_j)[t_j] + (T W_i)[t_i]: type blocks from tables
+        n_tebd = 1 if cfg.type_one_side else 2
+        w = first_layer_split(layers[0], [1] + [cfg.tebd_dim] * n_tebd)
+        pre = s * w[0] + (tebd @ w[1])[nei_species]  # [n_node, sel, d_out]
         if not cfg.type_one_side:
-            parts.append(jnp.broadcast_to(tebd[species][:, None, :], parts[1].shape))
-        return network(params["embedding"], jnp.concatenate(parts, -1), act)
+            pre = pre + (tebd @ w[2])[species][:, None, :]
+        return network(layers[1:], dense_from_projections(layers[0], pre, act), act)
     g_s = network(params["embedding"], s, act)
     table = pair_type_table(params["embedding_strip"], tebd, act, cfg.type_one_side)
     g_t = table[nei_species] if cfg.type_one_side else table[species[:, None], nei_species]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from dpa2_jax.descriptor.config import RepinitConfig
 from dpa2_jax.nn import init_network, network
+from dpa2_jax.nn.mlp import first_layer_split, network_channels
 from dpa2_jax.typing import Array, Params, PRNGKey
 
 
@@ -60,21 +61,28 @@ def apply(
     act = cfg.activation_function
     rhat = rr[..., 1:]
     e = jnp.einsum("njd,nkd->njk", rhat, rhat)  # [n_node, sel3, sel3]
-    n, sel3 = nei_species.shape
-    t_nei = tebd[nei_species]  # [n_node, sel3, tebd_dim]
+    sel3 = nei_species.shape[1]
+    layers = params["embedding"]
+    # Channel by channel ([n_node, sel3, sel3] arrays): the pair tensor is the largest of
+    # the model and the network is narrow, so this layout is the fast one (see nn.mlp).
     if cfg.tebd_input_mode == "concat":
-        shape = (n, sel3, sel3, t_nei.shape[-1])
-        inp = jnp.concatenate(
-            [
-                e[..., None],
-                jnp.broadcast_to(t_nei[:, :, None, :], shape),
-                jnp.broadcast_to(t_nei[:, None, :, :], shape),
-            ],
-            -1,
-        )
-        g = network(params["embedding"], inp, act)
+        d_in, d_out = layers[0]["w"].shape
+        t_nei = tebd[nei_species]  # [n_node, sel3, tebd_dim]
+        if d_out in (d_in, 2 * d_in):  # residual first layer: needs the explicit input
+            xs = [e] + [jnp.broadcast_to(t_nei[:, :, None, c], e.shape) for c in range(cfg.tebd_dim)]
+            xs += [jnp.broadcast_to(t_nei[:, None, :, c], e.shape) for c in range(cfg.tebd_dim)]
+            g = network_channels(layers, xs, act)
+        else:
+            # [e_jk, T_j, T_k] @ W = e_jk W_e + (T W_j)[t_j] + (T W_k)[t_k]
+            w = first_layer_split(layers[0], [1, cfg.tebd_dim, cfg.tebd_dim])
+            p_j = (tebd @ w[1])[nei_species]  # [n_node, sel3, d_out]
+            p_k = (tebd @ w[2])[nei_species]
+            pre = [
+                e * w[0][0, c] + p_j[:, :, None, c] + p_k[:, None, :, c] for c in range(d_out)
+            ]
+            g = network_channels(layers, pre, act, first_pre=True)
     else:
-        g_s = network(params["embedding"], e[..., None], act)
+        g_s = network_channels(layers, [e], act)
         nt = tebd.shape[0]
         pair = jnp.concatenate(
             [
@@ -84,8 +92,13 @@ def apply(
             -1,
         )
         table = network(params["embedding_strip"], pair, act)  # [n_type+1, n_type+1, ng]
-        g_t = table[nei_species[:, :, None], nei_species[:, None, :]]
-        if smooth:
-            g_t = g_t * sw[:, :, None, None] * sw[:, None, :, None]
-        g = g_s * g_t + g_s
-    return jnp.einsum("njk,njkg->ng", e, g) / float(sel3 * sel3)
+        pair_index = nei_species[:, :, None] * nt + nei_species[:, None, :]
+        sw2 = sw[:, :, None] * sw[:, None, :] if smooth else None
+        g = []
+        for c, gs in enumerate(g_s):
+            g_t = table[..., c].reshape(-1)[pair_index]  # [n_node, sel3, sel3]
+            if smooth:
+                g_t = g_t * sw2
+            g.append(gs * g_t + gs)
+    out = [jnp.sum(e * gc, axis=(1, 2)) for gc in g]  # sum_jk e_jk G_jk, per channel
+    return jnp.stack(out, axis=-1) / float(sel3 * sel3)

@@ -76,7 +76,8 @@ def check_activation(name: str) -> str:
 def dense(params: Params, x: Array, act: str = "none", resnet: bool = False) -> Array:
     """One DeePMD layer. x: [..., d_in] -> [..., d_out]."""
     w = params["w"]
-    y = x @ w
+    # A 2-D product: XLA:CPU runs [..., d_in] @ w with leading batch axes far slower.
+    y = (x.reshape(-1, w.shape[0]) @ w).reshape(*x.shape[:-1], w.shape[1])
     if params.get("b") is not None:
         y = y + params["b"]
     y = activation(act)(y)
@@ -146,3 +147,58 @@ def init_network(
     if d_out is not None:
         layers.append(init_dense(keys[-1], widths[-1], d_out, True, False, dtype))
     return layers
+
+
+def first_layer_split(layer: Params, widths: Sequence[int]) -> list[Array]:
+    """Splits a layer's weight rows by input blocks of the given widths."""
+    bounds = np.cumsum([0, *widths])
+    return [layer["w"][bounds[k] : bounds[k + 1]] for k in range(len(widths))]
+
+
+def dense_from_projections(layer: Params, pre: Array, act: str) -> Array:
+    """Finishes a layer whose x @ w was assembled from per-block projections (no residual:
+    only valid when the layer's input width differs from its output width and its double)."""
+    d_in, d_out = layer["w"].shape
+    assert d_out not in (d_in, 2 * d_in), "residual layers need the explicit input"
+    if layer.get("b") is not None:
+        pre = pre + layer["b"]
+    y = activation(act)(pre)
+    if layer.get("idt") is not None:
+        y = y * layer["idt"]
+    return y
+
+
+def network_channels(
+    layers: Sequence[Params], xs: list[Array], act: str, first_pre: bool = False
+) -> list[Array]:
+    """An embedding network applied channel by channel: ``xs[c]`` holds input channel c as a
+    whole array (any shape), and each output channel is an explicit weighted sum.
+
+    Same numbers as ``network`` on the stacked channels, but for narrow networks over large
+    pair tensors (three-body: [n_node, sel, sel] per channel) XLA fuses every layer into one
+    elementwise loop instead of many skinny matrix products. With ``first_pre`` the inputs are
+    the first layer's pre-activations (x @ w already formed, as from ``first_layer_split``).
+    """
+    fn = activation(act)
+    for k, layer in enumerate(layers):
+        w = layer["w"]
+        d_in, d_out = w.shape
+        b, idt = layer.get("b"), layer.get("idt")
+        ys = []
+        for o in range(d_out):
+            if first_pre and k == 0:
+                pre = xs[o]
+            else:
+                pre = xs[0] * w[0, o]
+                for i in range(1, d_in):
+                    pre = pre + xs[i] * w[i, o]
+            if b is not None:
+                pre = pre + b[o]
+            y = fn(pre)
+            if idt is not None:
+                y = y * idt[o]
+            if not (first_pre and k == 0) and d_out in (d_in, 2 * d_in):
+                y = y + xs[o % d_in]
+            ys.append(y)
+        xs = ys
+    return xs
