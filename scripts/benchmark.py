@@ -10,6 +10,7 @@ import argparse
 import json
 import pathlib
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -63,20 +64,157 @@ def neighbor_list_100k(args: argparse.Namespace) -> dict:
     }
 
 
+def _model(name: str, precision: str):
+    """(ModelConfig, params) of configs/<name>.py with random parameters."""
+    import jax
+
+    sys.path.insert(0, str(REPO))
+    import importlib
+
+    from dpa2_jax.io.deepmd_config import model_config
+    from dpa2_jax.model.energy import init
+    from dpa2_jax.model.potential import enable_x64_for
+
+    section = importlib.import_module(f"configs.{name}").get_config().model
+    section["descriptor"]["precision"] = precision
+    section["fitting_net"]["precision"] = precision
+    cfg = model_config(section)
+    enable_x64_for(cfg)
+    return cfg, init(jax.random.PRNGKey(0), cfg)
+
+
+def _peak_rss_gb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
+
+
+def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
+    """Energy + forces of tiled water with dpa2_jax: the jitted call on a prepared padded graph
+    (what an MD step costs), and Potential.evaluate end to end (host neighbor list included)."""
+    import jax
+
+    from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph
+    from dpa2_jax.model.potential import Potential, _evaluate_batch
+
+    cfg, params = _model(model, precision)
+    pot = Potential(cfg, params)
+    positions, cell = tiled_water(n_atoms)
+    types = np.tile(np.loadtxt(WATER / "type.raw", dtype=int), len(positions) // 192)
+    graph = BucketPadder()(
+        batch_graphs([frame_to_graph(positions, types, cell, cfg.descriptor.rcut,
+                                     cfg.descriptor.sel, dtype=pot._dtype)]),
+        n_graph=2,
+    )  # fmt: skip
+    start = time.perf_counter()
+    jax.block_until_ready(_evaluate_batch(pot.params, cfg, "default", graph))
+    compile_s = time.perf_counter() - start
+    device, times, _ = timed(
+        lambda: jax.block_until_ready(_evaluate_batch(pot.params, cfg, "default", graph)), repeats
+    )
+    end_to_end, _, _ = timed(lambda: pot.evaluate(positions[None], cell[None], types), repeats)
+    return {
+        "atoms": len(positions),
+        "seconds_per_frame": round(device, 4),
+        "seconds_all": [round(t, 4) for t in times],
+        "us_per_atom": round(device / len(positions) * 1e6, 2),
+        "evaluate_seconds_per_frame": round(end_to_end, 4),
+        "compile_seconds": round(compile_s, 2),
+        "peak_rss_gb": _peak_rss_gb(),
+    }
+
+
+def reference_inference(model: str, n_atoms: int, repeats: int) -> dict:
+    """The same model and frame in DeePMD-kit 3.2.0's JAX backend through its JAX-MD interface
+    (jit of value_and_grad with a dense JAX-MD neighbor list), float64."""
+    import jax
+    import jax.numpy as jnp
+    from deepmd.jax.jax_md import as_jax_md
+    from deepmd.jax.model.base_model import BaseModel
+    from jax_md import space
+
+    import deepmd.jax.model  # noqa: F401  (registers the model types)
+    from dpa2_jax.io.deepmd_model import to_deepmd
+
+    cfg, params = _model(model, "float64")
+    jax_model = BaseModel.deserialize(to_deepmd(cfg, jax.tree.map(np.asarray, params)))
+    positions, cell = tiled_water(n_atoms)
+    types = np.tile(np.loadtxt(WATER / "type.raw", dtype=int), len(positions) // 192)
+    side = jnp.asarray(np.diag(cell))
+    displacement, _ = space.periodic(side)
+    neighbor_fn, energy_fn = as_jax_md(jax_model, displacement, side, types)
+    R = jnp.asarray(positions)
+    nbrs = neighbor_fn.allocate(R)
+    step = jax.jit(jax.value_and_grad(lambda R, nbrs: energy_fn(R, neighbor=nbrs)))
+    start = time.perf_counter()
+    jax.block_until_ready(step(R, nbrs))
+    compile_s = time.perf_counter() - start
+    median, times, _ = timed(lambda: jax.block_until_ready(step(R, nbrs)), repeats)
+    return {
+        "atoms": len(positions),
+        "seconds_per_frame": round(median, 4),
+        "seconds_all": [round(t, 4) for t in times],
+        "compile_seconds": round(compile_s, 2),
+        "peak_rss_gb": _peak_rss_gb(),
+    }
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "neighbor_list_100k": neighbor_list_100k,
 }
+for _m in ("small", "medium"):
+    for _p in ("float64", "float32"):
+        CASES[f"{_m}_{_p}_192"] = (
+            lambda a, m=_m, p=_p: inference(m, p, 192, a.repeats)
+        )
+    CASES[f"reference_{_m}_float64_192"] = lambda a, m=_m: reference_inference(m, 192, a.repeats)
+for _n in (1536, 5184, 12288):
+    CASES[f"small_float64_{_n}"] = lambda a, n=_n: inference("small", "float64", n, a.repeats)
+DEFAULT = ["neighbor_list_100k", "small_float64_192", "small_float32_192",
+           "medium_float64_192", "medium_float32_192", "small_float64_1536",
+           "small_float64_5184", "small_float64_12288"]  # fmt: skip
+
+
+def run_isolated(name: str, repeats: int) -> dict:
+    """Runs one case in a fresh process, so that its peak memory is its own."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", name, "--repeats", str(repeats)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES),
-        help="cases to run (default: all)",
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (median)")
+        "--cases", nargs="+", choices=sorted(CASES), default=DEFAULT,
+        help="cases to run (default: all dpa2_jax cases; add reference_* for DeePMD-kit)",
+    )  # fmt: skip
+    parser.add_argument("--reference", action="store_true",
+                        help="also time DeePMD-kit 3.2.0 (JAX backend) on the 192-atom cases")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(json.dumps({name: CASES[name](args) for name in args.cases}, indent=2))
+    if args.worker:
+        print(json.dumps(CASES[args.worker](args)))
+        return
+    cases = list(args.cases)
+    if args.reference:
+        cases += [c for c in ("reference_small_float64_192", "reference_medium_float64_192")
+                  if c not in cases]  # fmt: skip
+    results = {name: run_isolated(name, args.repeats) for name in cases}
+    for model in ("small", "medium"):
+        ours, ref = results.get(f"{model}_float64_192"), results.get(f"reference_{model}_float64_192")
+        if ours and ref and "error" not in ours and "error" not in ref:
+            results[f"speedup_{model}_float64_192"] = round(
+                ref["seconds_per_frame"] / ours["seconds_per_frame"], 2
+            )
+    small, big = results.get("small_float64_192"), results.get("small_float64_12288")
+    if small and big and "error" not in small and "error" not in big:
+        results["per_atom_ratio_12288_vs_192"] = round(big["us_per_atom"] / small["us_per_atom"], 2)
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -377,6 +377,19 @@ def _fill_smooth(d: dict, smooth: bool) -> dict:
     return d
 
 
+def _g1_shape_transform(params: Params, cfg: DescriptorConfig) -> dict:
+    """The repinit -> g1 map. DeePMD-kit 3.2.0 reads it back by comparing g1_dim with repinit's
+    width *without* three-body, so where no map is needed but three-body is on, write an
+    identity Layer instead of an Identity (same numbers, and DeePMD can load it)."""
+    prec = cfg.precision
+    if "g1_shape_transform" in params:
+        return _layer_dict(params["g1_shape_transform"], "none", False, prec)
+    if cfg.repinit.use_three_body:
+        eye = np.eye(cfg.repformer.g1_dim, dtype=prec)
+        return _layer_dict({"w": eye}, "none", False, prec)
+    return {"@class": "Identity", "@version": 1}
+
+
 def descriptor_to_deepmd(params: Params, cfg: DescriptorConfig, type_map) -> dict:
     """The serialized ``dpa2`` descriptor dict DeePMD-kit 3.2 deserializes."""
     prec, ri, rf = cfg.precision, cfg.repinit, cfg.repformer
@@ -424,11 +437,7 @@ def descriptor_to_deepmd(params: Params, cfg: DescriptorConfig, type_map) -> dic
             "use_econf_tebd": False, "use_tebd_bias": cfg.use_tebd_bias,
             "type_map": list(type_map), "embedding": tebd_net,
         },  # fmt: skip
-        "g1_shape_tranform": (
-            _layer_dict(params["g1_shape_transform"], "none", False, prec)
-            if "g1_shape_transform" in params
-            else {"@class": "Identity", "@version": 1}
-        ),
+        "g1_shape_tranform": _g1_shape_transform(params, cfg),
         "repinit_variable": block(params["repinit"], ri.rcut, ri.rcut_smth),
         "repformers_variable": {
             "g2_embd": _layer_dict(params["repformers"]["g2_embd"], "none", False, prec),

@@ -140,10 +140,14 @@ def init_network(
     """Layers of a network d_in -> neuron[0] -> ... (-> d_out through a linear layer)."""
     widths = [d_in, *neuron]
     keys = jax.random.split(key, len(neuron) + 1)
+    # As DeePMD, a timestep scale only where the residual connection exists.
     layers = [
-        init_dense(keys[k], widths[k], widths[k + 1], bias, resnet_dt, dtype)
+        init_dense(
+            keys[k], widths[k], widths[k + 1], bias,
+            resnet_dt and widths[k + 1] in (widths[k], 2 * widths[k]), dtype,
+        )
         for k in range(len(neuron))
-    ]
+    ]  # fmt: skip
     if d_out is not None:
         layers.append(init_dense(keys[-1], widths[-1], d_out, True, False, dtype))
     return layers

@@ -1,0 +1,49 @@
+"""``dpa2-jax convert``: DeePMD-kit ``.dp`` files -> one dpa2_jax model directory."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from dpa2_jax.errors import ConfigError
+from dpa2_jax.io import convert as convert_io
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Converts DeePMD-kit DPA-2 energy models (.dp, the HDF5 file written by `dp --pt freeze` +
+`dp convert-backend` or by `dpa2-jax export`) into a dpa2_jax model directory (model.json with
+the configuration + params/ Orbax checkpoint), loadable with dpa2_jax.load(DST_DIR).
+
+Several .dp files become one multi-task model with one head each; they must share the type map
+and the descriptor (same options, every variable equal to 1e-12 relative), as models fine-tuned
+from one pre-trained model with a frozen descriptor do. Numbers are copied unchanged: lengths in
+Angstrom, energies in eV.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "convert", help="DeePMD .dp file(s) -> dpa2_jax model directory",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="SRC.dp [SRC2.dp ...] DST_DIR: the .dp files, then the directory "
+                        "to write")  # fmt: skip
+    parser.add_argument("--head-names", metavar="A,B", default=None,
+                        help="comma-separated head names, one per .dp (default: the file stems; "
+                        "'default' for a single file)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing DST_DIR")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.paths) < 2:
+        raise ConfigError("convert: give at least one SRC.dp and the DST_DIR")
+    *srcs, dst = args.paths
+    names = None
+    if args.head_names is not None:
+        names = [n.strip() for n in args.head_names.split(",")]
+    cfg = convert_io.convert(srcs, dst, head_names=names, overwrite=args.overwrite)
+    logger.info("wrote %s: type map %s, heads %s", dst, list(cfg.type_map), list(cfg.head_names))
+    return 0

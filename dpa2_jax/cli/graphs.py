@@ -1,0 +1,83 @@
+"""``dpa2-jax graphs``: neighbor graphs of data sets, summarised (sizes, sel overflow, buckets)."""
+
+from __future__ import annotations
+
+import argparse
+
+import jraph
+import numpy as np
+
+from dpa2_jax.cli.test import read_systems
+from dpa2_jax.graph import BucketPadder, neighbor_list
+
+DESCRIPTION = """\
+Builds the neighbor graph of every frame of the given systems, as the model sees them, and
+prints per system and in total: frames, atoms, periodicity, mean and max number of neighbors
+within RCUT (Angstrom), atoms losing neighbors to SEL (DeePMD keeps the SEL nearest), and the
+padded batch shapes (n_node, n_edge, n_graph) that evaluating in batches of --batch-atoms atoms
+would use: each distinct shape is one jit compilation.
+
+SYSTEM: a DeePMD npy system folder, a folder searched recursively for them, or a file
+ase.io.read understands (extxyz, ...). Positions and cells in Angstrom.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "graphs", help="summarise neighbor graphs (cutoff in Angstrom) and padded batch shapes",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("systems", nargs="+", metavar="SYSTEM", help="system, folder or file")
+    parser.add_argument("--rcut", type=float, default=6.0, help="cutoff in Angstrom (default 6)")
+    parser.add_argument("--sel", type=int, default=120, help="neighbors kept per atom (120)")
+    parser.add_argument("--batch-atoms", type=int, default=2048, metavar="N",
+                        help="atoms per evaluation batch, as dpa2_jax.Potential (2048)")  # fmt: skip
+    return parser
+
+
+def _counts(system, rcut: float) -> np.ndarray:
+    """Neighbors within rcut of every atom of every frame: [nframes, natoms]."""
+    counts = np.zeros((system.nframes, system.natoms), np.int64)
+    for f in range(system.nframes):
+        cell = None if system.cells is None else system.cells[f]
+        nl = neighbor_list(system.coords[f], cell, rcut, sel=np.iinfo(np.int32).max)
+        counts[f] = np.bincount(nl.centers, minlength=system.natoms)
+    return counts
+
+
+def run(args: argparse.Namespace) -> int:
+    systems = read_systems(args.systems)
+    padder = BucketPadder()
+    shapes: dict[tuple[int, int, int], int] = {}
+    print(f"{'system':<40} {'frames':>7} {'atoms':>6} {'pbc':>4} {'nbr_mean':>9} "
+          f"{'nbr_max':>8} {'over_sel':>9}")  # fmt: skip
+    totals = {"frames": 0, "atoms": 0, "periodic": 0, "edges": 0, "max": 0, "over": 0}
+    for system in systems:
+        counts = _counts(system, args.rcut)  # [nframes, natoms]
+        over = int(np.sum(counts > args.sel))
+        print(f"{system.path[-40:]:<40} {system.nframes:>7} {system.natoms:>6} "
+              f"{'yes' if system.pbc else 'no':>4} {counts.mean():>9.2f} {counts.max():>8} "
+              f"{over:>9}")  # fmt: skip
+        kept = np.minimum(counts, args.sel).sum(axis=1)  # [nframes] edges per graph
+        per_batch = max(1, args.batch_atoms // system.natoms)
+        for start in range(0, system.nframes, per_batch):
+            n_edge = kept[start : start + per_batch]
+            sizes = jraph.GraphsTuple(None, None, None, None, None,
+                                      n_node=np.full(len(n_edge), system.natoms), n_edge=n_edge)
+            shape = padder.sizes(sizes, n_graph=per_batch + 1)
+            shapes[shape] = shapes.get(shape, 0) + 1
+        totals["frames"] += system.nframes
+        totals["atoms"] += counts.size
+        totals["periodic"] += int(system.pbc)
+        totals["edges"] += int(counts.sum())
+        totals["max"] = max(totals["max"], int(counts.max()))
+        totals["over"] += over
+    print(f"systems: {len(systems)} ({totals['periodic']} periodic), frames: {totals['frames']}, "
+          f"atoms (all frames): {totals['atoms']}")
+    print(f"neighbors within rcut={args.rcut:g} A: mean {totals['edges'] / totals['atoms']:.2f}, "
+          f"max {totals['max']}; atoms over sel={args.sel}: {totals['over']}")
+    print(f"padded batch shapes (n_node, n_edge, n_graph): {len(shapes)} -> {len(shapes)} "
+          f"compilations, {sum(shapes.values())} batches")
+    for shape, n in sorted(shapes.items()):
+        print(f"  {shape}: {n} batches")
+    return 0

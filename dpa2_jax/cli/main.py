@@ -1,0 +1,69 @@
+"""``dpa2-jax``: one console script, one module per subcommand (``dpa2_jax/cli/<name>.py``).
+
+Each subcommand module exposes ``add_parser(subparsers)`` and ``run(args)``. Errors that
+dpa2_jax raises on purpose (`Dpa2JaxError`) are printed as ``dpa2-jax: error: <message>``
+with exit status 2 and no traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dpa2_jax import __version__
+from dpa2_jax.cli import convert, export, graphs, test
+from dpa2_jax.errors import Dpa2JaxError
+
+SUBCOMMANDS = (convert, export, test, graphs)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (which tests and tqdm may swap)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dpa2-jax",
+        description="DPA-2 in JAX: convert DeePMD-kit models, test them on labelled data. "
+        "Units: Angstrom, eV, eV/Angstrom, eV/Angstrom^3.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers).set_defaults(run=module.run)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logger = logging.getLogger("dpa2_jax")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``dpa2-jax`` with `argv` (default ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.run(args) or 0
+    except Dpa2JaxError as err:
+        print(f"dpa2-jax: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

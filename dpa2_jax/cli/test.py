@@ -1,0 +1,104 @@
+"""``dpa2-jax test``: errors of a model on labelled systems, like DeePMD-kit's ``dp test``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tqdm import tqdm
+
+from dpa2_jax.data import find_systems, read_ase, read_npy_system, select_frames
+from dpa2_jax.errors import ConfigError, DataError
+from dpa2_jax.metrics import merge_metrics, test_system, write_detail_files
+
+DESCRIPTION = """\
+Evaluates MODEL (a dpa2_jax model directory or a DeePMD-kit .dp file) on labelled systems and
+prints MAE and RMSE per system and their weighted average over systems (energies weighted by
+frames, forces by components), as `dp test` does: energy (eV), energy/atom (eV), forces
+(eV/Angstrom, component-wise), virial and virial/atom (eV, periodic systems with virial.npy).
+
+SYSTEM: a DeePMD npy system folder (type.raw, type_map.raw, set.*/coord.npy in Angstrom,
+box.npy, energy.npy in eV, force.npy in eV/Angstrom, virial.npy in eV), a folder searched
+recursively for such systems, or a file ase.io.read understands (extxyz, ...). Element symbols
+are mapped onto the model's type map.
+
+--detail-file PREFIX writes dp test's tables: PREFIX.e.out (data_e pred_e, eV),
+PREFIX.e_peratom.out (eV/atom), PREFIX.f.out (data_fx data_fy data_fz pred_fx pred_fy pred_fz,
+eV/Angstrom, one row per atom), PREFIX.v.out (9 data then 9 predicted virial components, eV)
+and PREFIX.v_peratom.out; a missing label is written as 0.
+"""
+
+_LINES = {  # metric -> dp test's labels and unit
+    "energy": ("Energy MAE         ", "Energy RMSE        ", "eV"),
+    "energy_per_atom": ("Energy MAE/Natoms  ", "Energy RMSE/Natoms ", "eV"),
+    "forces": ("Force  MAE         ", "Force  RMSE        ", "eV/A"),
+    "virial": ("Virial MAE         ", "Virial RMSE        ", "eV"),
+    "virial_per_atom": ("Virial MAE/Natoms  ", "Virial RMSE/Natoms ", "eV"),
+}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "test", help="MAE/RMSE of energies (eV), forces (eV/A), virials (eV) on labelled data",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("model", metavar="MODEL", help="model directory or .dp file")
+    parser.add_argument("systems", nargs="+", metavar="SYSTEM", help="system, folder or file")
+    parser.add_argument("--head", default=None, help="head of a multi-head model")
+    parser.add_argument("--detail-file", metavar="PREFIX", default=None,
+                        help="write PREFIX.e.out, .e_peratom.out, .f.out, .v.out, .v_peratom.out")
+    parser.add_argument("-n", "--numb-test", type=int, default=0, metavar="N",
+                        help="test the first N frames of each system (0: all, the default)")
+    parser.add_argument("--batch-atoms", type=int, default=2048, metavar="N",
+                        help="atoms evaluated per jitted call (default 2048)")  # fmt: skip
+    return parser
+
+
+def read_systems(paths: list[str], type_map=None) -> list:
+    """Systems from npy folders, folders of them, or ASE-readable files."""
+    systems = []
+    for path in paths:
+        if os.path.isdir(path):
+            systems += [read_npy_system(folder, type_map) for folder in find_systems(path)]
+        elif os.path.exists(path):
+            systems.append(read_ase(path, type_map=type_map))
+        else:
+            raise DataError(f"{path}: no such system folder or file")
+    return systems
+
+
+def _report(metrics: dict) -> None:
+    for name, (mae_text, rmse_text, unit) in _LINES.items():
+        if name in metrics:
+            tqdm.write(f"{mae_text}: {metrics[name]['mae']:e} {unit}", file=sys.stdout)
+            tqdm.write(f"{rmse_text}: {metrics[name]['rmse']:e} {unit}", file=sys.stdout)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpa2_jax import load
+
+    if args.numb_test < 0 or args.batch_atoms < 1:
+        raise ConfigError("--numb-test must be >= 0 and --batch-atoms >= 1")
+    potential = load(args.model, atoms_per_batch=args.batch_atoms)
+    if args.head is None and len(potential.heads) > 1:
+        raise ConfigError(f"{args.model}: the model has heads {list(potential.heads)}; "
+                          "choose one with --head NAME")  # fmt: skip
+    systems = read_systems(args.systems, potential.type_map)
+    if args.numb_test:
+        systems = [select_frames(s, slice(0, args.numb_test)) for s in systems]
+    all_metrics = []
+    with tqdm(total=sum(s.nframes for s in systems), unit="frame", file=sys.stderr) as bar:
+        for k, system in enumerate(systems):
+            bar.set_description(os.path.basename(system.path))
+            result = test_system(potential, system, head=args.head, progress=bar.update)
+            tqdm.write(f"# testing system : {system.path}", file=sys.stdout)
+            tqdm.write(f"# number of test data : {system.nframes}", file=sys.stdout)
+            _report(result["metrics"])
+            all_metrics.append(result["metrics"])
+            if args.detail_file:
+                write_detail_files(args.detail_file, system.path, result, append=k > 0)
+    print("# ----------weighted average of errors-----------")
+    print(f"# number of systems : {len(systems)}")
+    _report(merge_metrics(all_metrics))
+    return 0

@@ -1,0 +1,243 @@
+"""DeePMD `.dp` files <-> dpa2_jax model directories, and merging single-task models into heads.
+
+    convert(["water.dp", "cho.dp"], "model/")   ->  one model, heads "water" and "cho"
+    export("model/", "water.dp", head="water")  ->  a `.dp` that DeePMD-kit 3.2 loads
+
+A `.dp` file holds one head. Several `.dp` files become one multi-task model only if they share
+the descriptor exactly (same options, every variable equal to 1e-12 relative), as models
+fine-tuned from one pre-trained multi-task model with a frozen descriptor do; the fitting nets
+and output biases may differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dpa2_jax.errors import CheckpointError, ConfigError
+from dpa2_jax.fitting.energy import FittingConfig
+from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig
+from dpa2_jax.typing import Params
+
+DESCRIPTOR_RTOL = 1e-12  # relative to the largest |value| of the variable
+
+
+def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, Any]]:
+    """(config, params, metadata) of a `.dp` file or a dpa2_jax model directory."""
+    from dpa2_jax.io.checkpoints import load_model
+    from dpa2_jax.io.deepmd_model import from_deepmd, model_json
+    from dpa2_jax.io.dp_format import read_dp
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return load_model(path)
+    if not path.endswith(".dp"):
+        raise CheckpointError(f"{path}: expected a DeePMD .dp file or a dpa2_jax model directory")
+    data = read_dp(path)
+    try:
+        cfg, params = from_deepmd(model_json(data))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    script = data.get("model_def_script")
+    return cfg, params, {"model_def_script": script} if script else {}
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a/b/0/w": leaf} for a nested dict/list tree; None leaves are kept."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        items = enumerate(tree)
+    else:
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
+    return out
+
+
+def _config_difference(a: Any, b: Any, path: str) -> str | None:
+    """Dotted path and values of the first option where two config dataclasses differ."""
+    if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+        for field in dataclasses.fields(a):
+            diff = _config_difference(
+                getattr(a, field.name), getattr(b, field.name), f"{path}.{field.name}"
+            )
+            if diff:
+                return diff
+        return None
+    return None if a == b else f"{path} ({a!r} vs {b!r})"
+
+
+def first_difference(a: Params, b: Params, rtol: float = DESCRIPTOR_RTOL) -> str | None:
+    """Path and reason of the first variable of two parameter trees that differs, or None."""
+    fa, fb = flatten(a), flatten(b)
+    for path in sorted(set(fa) | set(fb)):
+        if path not in fa or path not in fb:
+            return f"{path} (present in only one model)"
+        x, y = fa[path], fb[path]
+        if x is None or y is None:
+            if x is not y:
+                return f"{path} (None in only one model)"
+            continue
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x.shape != y.shape:
+            return f"{path} (shape {x.shape} vs {y.shape})"
+        scale = max(float(np.max(np.abs(x), initial=0.0)), float(np.max(np.abs(y), initial=0.0)))
+        err = float(np.max(np.abs(x - y), initial=0.0))
+        if err > rtol * scale:
+            return f"{path} (max |difference| {err:.3g}, relative {err / scale:.3g} > {rtol:g})"
+    return None
+
+
+def merge_heads(models: Sequence[tuple[str, ModelConfig, Params]]) -> tuple[ModelConfig, Params]:
+    """Joins single-head models sharing one descriptor into one model with a head each.
+
+    Args:
+      models: (head name, config, params) per model; each config has exactly one head, which
+        is renamed to the given name. The first model's descriptor is kept.
+
+    Returns:
+      (config, params) with heads in the given order.
+
+    Raises:
+      ConfigError: repeated names, a multi-head input, or type maps, model options,
+        descriptor options or descriptor variables that differ (naming the first one).
+    """
+    if not models:
+        raise ConfigError("merge_heads: no models given")
+    names = [name for name, _, _ in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"head names {names} repeat a name; give distinct names")
+    name0, cfg0, params0 = models[0]
+    heads: list[tuple[str, FittingConfig]] = []
+    head_params: dict[str, Params] = {}
+    for name, cfg, params in models:
+        if len(cfg.heads) != 1:
+            raise ConfigError(f"head {name!r}: the model has {len(cfg.heads)} heads; merge "
+                              "single-head models only")  # fmt: skip
+        where = f"head {name!r} vs head {name0!r}"
+        if cfg.type_map != cfg0.type_map:
+            raise ConfigError(f"{where}: type maps differ ({list(cfg.type_map)} vs "
+                              f"{list(cfg0.type_map)})")  # fmt: skip
+        if cfg.atom_exclude_types != cfg0.atom_exclude_types:
+            raise ConfigError(f"{where}: atom_exclude_types differ ({list(cfg.atom_exclude_types)}"
+                              f" vs {list(cfg0.atom_exclude_types)})")  # fmt: skip
+        diff = _config_difference(cfg.descriptor, cfg0.descriptor, "descriptor")
+        if diff:
+            raise ConfigError(f"{where}: descriptor options differ: {diff}")
+        diff = first_difference(params["descriptor"], params0["descriptor"])
+        if diff:
+            raise ConfigError(f"{where}: descriptors differ at variable descriptor/{diff}")
+        [(old, fitting)] = cfg.heads
+        heads.append((name, fitting))
+        head_params[name] = params["heads"][old]
+    cfg = dataclasses.replace(cfg0, heads=tuple(heads))
+    return cfg, {"descriptor": params0["descriptor"], "heads": head_params}
+
+
+def convert(
+    srcs: Sequence[str | os.PathLike],
+    dst: str | os.PathLike,
+    head_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> ModelConfig:
+    """Converts `.dp` files (one head each) into one dpa2_jax model directory.
+
+    Args:
+      srcs: DeePMD `.dp` files (or single-head dpa2_jax model directories).
+      dst: the model directory to write.
+      head_names: one name per source; default the file stems, or "default" for one source.
+      overwrite: replace an existing `dst`.
+
+    Returns:
+      The written model's config.
+    """
+    from dpa2_jax.io.checkpoints import save_model
+
+    srcs = [os.fspath(s) for s in srcs]
+    if not srcs:
+        raise ConfigError("convert: no source model given")
+    if os.path.exists(dst) and not overwrite:
+        raise CheckpointError(f"{dst}: already exists (use --overwrite to replace it)")
+    if head_names is None:
+        stems = [os.path.splitext(os.path.basename(os.path.normpath(s)))[0] for s in srcs]
+        head_names = [DEFAULT_HEAD] if len(srcs) == 1 else stems
+    head_names = list(head_names)
+    if len(head_names) != len(srcs):
+        raise ConfigError(f"{len(head_names)} head names {head_names} for {len(srcs)} models")
+    models, scripts = [], {}
+    for name, src in zip(head_names, srcs):
+        cfg, params, meta = read_model(src)
+        models.append((name, cfg, params))
+        if meta.get("model_def_script"):
+            scripts[name] = meta["model_def_script"]
+    cfg, params = merge_heads(models)
+    metadata = {"converted_from": dict(zip(head_names, map(os.path.abspath, srcs)))}
+    if scripts:
+        metadata["model_def_script"] = scripts
+    save_model(dst, cfg, params, metadata=metadata, overwrite=overwrite)
+    return cfg
+
+
+def model_def_script(cfg: ModelConfig, head: str | None = None) -> dict[str, Any]:
+    """DeePMD-kit's input ``model`` section describing one head of ``cfg``."""
+
+    def options(obj) -> dict[str, Any]:
+        return {
+            k: [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(obj).items()
+        }
+
+    desc = options(cfg.descriptor)
+    del desc["ntypes"]
+    script = {
+        "type_map": list(cfg.type_map),
+        "descriptor": {"type": "dpa2", **desc},
+        "fitting_net": {"type": "ener", **options(cfg.fitting(cfg.resolve_head(head)))},
+    }
+    if cfg.atom_exclude_types:
+        script["atom_exclude_types"] = list(cfg.atom_exclude_types)
+    return script
+
+
+def export(
+    src: str | os.PathLike, dst: str | os.PathLike, head: str | None = None,
+    overwrite: bool = False,
+) -> str:  # fmt: skip
+    """Writes one head of a model directory (or `.dp`) as a `.dp` file DeePMD-kit loads.
+
+    Args:
+      src: dpa2_jax model directory or `.dp` file.
+      dst: the `.dp` file to write.
+      head: the head to export; required if the model has several.
+      overwrite: replace an existing `dst`.
+
+    Returns:
+      The name of the exported head.
+    """
+    from dpa2_jax.io.deepmd_model import to_deepmd
+    from dpa2_jax.io.dp_format import write_dp
+
+    dst = os.fspath(dst)
+    if not dst.endswith(".dp"):
+        raise CheckpointError(f"{dst}: the exported file name must end with .dp")
+    if os.path.exists(dst) and not overwrite:
+        raise CheckpointError(f"{dst}: already exists (use --overwrite to replace it)")
+    cfg, params, _ = read_model(src)
+    if head is None and len(cfg.heads) > 1:
+        raise ConfigError(f"{src}: the model has heads {list(cfg.head_names)}; choose one to "
+                          "export (--head NAME)")  # fmt: skip
+    head = cfg.resolve_head(head)
+    data = {
+        "backend": "dpa2_jax",
+        "model": to_deepmd(cfg, params, head),
+        "model_def_script": model_def_script(cfg, head),
+        "@variables": {},
+    }
+    write_dp(dst, data)
+    return head
