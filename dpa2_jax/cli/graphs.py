@@ -31,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--rcut", type=float, default=6.0, help="cutoff in Angstrom (default 6)")
     parser.add_argument("--sel", type=int, default=120, help="neighbors kept per atom (120)")
     parser.add_argument("--batch-atoms", type=int, default=2048, metavar="N",
-                        help="atoms per evaluation batch, as dpa2_jax.Potential (2048)")  # fmt: skip
+                        help="atoms per evaluation batch, as in dpa2_jax.Potential (2048)")
     return parser
 
 

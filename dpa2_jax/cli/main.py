@@ -8,6 +8,7 @@ with exit status 2 and no traceback; anything else is a bug and keeps its traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -45,24 +46,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: bool):
+    """Sends dpa2_jax's log records to stderr while a command runs, then restores the logger."""
     logger = logging.getLogger("dpa2_jax")
+    saved = logger.level, logger.propagate
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
+    logger.propagate = False  # no second copy through a root handler another library set up
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``dpa2-jax`` with `argv` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
-    try:
-        return args.run(args) or 0
-    except Dpa2JaxError as err:
-        print(f"dpa2-jax: error: {err}", file=sys.stderr)
-        return 2
+    with _logging_to_stderr(args.verbose):
+        try:
+            return args.run(args) or 0
+        except Dpa2JaxError as err:
+            print(f"dpa2-jax: error: {err}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if args.numb_test:
         systems = [select_frames(s, slice(0, args.numb_test)) for s in systems]
     all_metrics = []
-    with tqdm(total=sum(s.nframes for s in systems), unit="frame", file=sys.stderr) as bar:
+    total = sum(s.nframes for s in systems)
+    with tqdm(total=total, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
         for k, system in enumerate(systems):
             bar.set_description(os.path.basename(system.path))
             result = test_system(potential, system, head=args.head, progress=bar.update)
