@@ -124,6 +124,9 @@ class DescriptorConfig:
     env_protection: float = 0.0
     add_tebd_to_repinit_out: bool = False
     use_tebd_bias: bool = False
+    # Not a DeePMD option and no effect on the numbers: centers per chunk when evaluating
+    # per-atom blocks (memory linear in atoms; see nn/chunking.py).
+    node_chunk: int = 1024
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:

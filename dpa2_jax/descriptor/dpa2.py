@@ -21,6 +21,7 @@ from dpa2_jax.descriptor.env_mat import (
     pair_exclusion_mask,
 )
 from dpa2_jax.nn import dense, init_dense
+from dpa2_jax.nn.chunking import map_nodes
 from dpa2_jax.typing import Array, Params, PRNGKey
 
 
@@ -84,16 +85,21 @@ def apply(params: Params, cfg: DescriptorConfig, species: Array, nb: Neighborhoo
 
     nb = nb.restrict(ri.rcut, ri.nsel)  # also drops neighbors a stale graph still holds
     rr, sw, nei = _block_env(params["repinit"], species, nb, cfg, ri.rcut, ri.rcut_smth)
-    g1 = repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, species, nei, tebd)
+    chunk = cfg.node_chunk
+    g1 = map_nodes(
+        lambda rr, sw, sp, nei: repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, sp, nei, tebd),
+        chunk, (rr, sw, species, nei),
+    )  # fmt: skip
     if ri.use_three_body:
         nb3 = nb.restrict(ri.three_body_rcut, ri.three_body_sel)
         rr3, sw3, nei3 = _block_env(
             params["three_body"], species, nb3, cfg, ri.three_body_rcut, ri.three_body_rcut_smth
         )
-        g1 = jnp.concatenate(
-            [g1, three_body.apply(params["three_body"], ri, cfg.smooth, rr3, sw3, nei3, tebd)],
-            -1,
-        )
+        g3 = map_nodes(
+            lambda rr, sw, nei: three_body.apply(params["three_body"], ri, cfg.smooth, rr, sw, nei, tebd),
+            chunk, (rr3, sw3, nei3),
+        )  # fmt: skip
+        g1 = jnp.concatenate([g1, g3], -1)
     if "g1_shape_transform" in params:
         g1 = dense(params["g1_shape_transform"], g1)
     if cfg.add_tebd_to_repinit_out:
@@ -105,7 +111,7 @@ def apply(params: Params, cfg: DescriptorConfig, species: Array, nb: Neighborhoo
         nbf = nbf.with_mask(nbf.mask & pair_exclusion_mask(species, nbf, cfg.excluded_pairs))
     em, swf = environment_matrix(nbf, rf.rcut, rf.rcut_smth, cfg.env_protection)
     rrf = normalize(em, species, params["repformers"]["davg"], params["repformers"]["dstd"])
-    g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, rrf, swf, nbf)
+    g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, rrf, swf, nbf, chunk)
     if cfg.concat_output_tebd:
         g1 = jnp.concatenate([g1, g1_tebd], -1)
     return g1

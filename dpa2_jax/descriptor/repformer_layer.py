@@ -109,19 +109,22 @@ def apply(
     index: Array,
     mask: Array,
     sw: Array,
+    g1_all: Array | None = None,
 ) -> tuple[Array, Array, Array]:
     """One layer.
 
     Args:
       g1: [n_node, g1_dim]; g2: [n_node, sel, g2_dim]; h2: [n_node, sel, 3].
       index, mask, sw: [n_node, sel] neighbor node, real-neighbor mask, switch.
+      g1_all: [n_all, g1_dim] g1 of every atom that ``index`` points to (default: g1), so
+        the layer can run on a chunk of centers.
 
     Returns:
       the updated (g1, g2, h2), same shapes.
     """
     act = activation(cfg.activation_function)
     update_g2 = "linear2" in p
-    gg1 = g1[index]  # [n_node, sel, g1_dim] the neighbors' g1
+    gg1 = (g1 if g1_all is None else g1_all)[index]  # [n_node, sel, g1_dim] neighbors' g1
     g1_updates, g2_updates, h2_updates = [], [], []
     g1_mlp_in = [] if cfg.g1_out_mlp else [g1]
     if cfg.g1_out_mlp:

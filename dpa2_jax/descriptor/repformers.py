@@ -14,6 +14,7 @@ from dpa2_jax.descriptor import repformer_layer
 from dpa2_jax.descriptor.config import RepformerConfig
 from dpa2_jax.descriptor.env_mat import Neighborhood
 from dpa2_jax.nn import activation, dense, init_dense
+from dpa2_jax.nn.chunking import map_nodes
 from dpa2_jax.typing import Array, Params, PRNGKey
 
 
@@ -38,6 +39,7 @@ def apply(
     rr: Array,
     sw: Array,
     nb: Neighborhood,
+    node_chunk: int = 1 << 30,
 ) -> Array:
     """Runs the stack.
 
@@ -46,6 +48,7 @@ def apply(
       rr: [n_node, nsel, 4] normalised environment matrix (empty slots: -davg/dstd).
       sw: [n_node, nsel] switch, zero in empty slots.
       nb: the repformer neighborhood (excluded pairs already removed).
+      node_chunk: centers per chunk (see nn/chunking.py).
 
     Returns:
       [n_node, g1_dim]
@@ -59,7 +62,11 @@ def apply(
     g1 = act(g1)
     g2 = act(dense(params["g2_embd"], g2))  # [n_node, nsel, g2_dim]
     for layer in params["layers"]:
-        g1, g2, h2 = repformer_layer.apply(
-            layer, cfg, smooth, g1, g2, h2, nb.index, nb.mask, sw
-        )
+
+        def step(g1_i, g2, h2, index, mask, sw, g1_all, layer=layer):
+            return repformer_layer.apply(
+                layer, cfg, smooth, g1_i, g2, h2, index, mask, sw, g1_all=g1_all
+            )
+
+        g1, g2, h2 = map_nodes(step, node_chunk, (g1, g2, h2, nb.index, nb.mask, sw), (g1,))
     return g1

@@ -119,7 +119,10 @@ class BucketPadder:
 
     def __call__(self, graph: jraph.GraphsTuple, n_graph: int | None = None) -> jraph.GraphsTuple:
         """Pads `graph` to its bucket; `n_graph` overrides the padder's graph count."""
-        shape = self.sizes(graph, n_graph)
+        return self.pad_to(graph, self.sizes(graph, n_graph))
+
+    def pad_to(self, graph: jraph.GraphsTuple, shape: tuple[int, int, int]) -> jraph.GraphsTuple:
+        """Pads `graph` to the given (n_node, n_edge, n_graph), counting it as a shape."""
         if shape not in self.shapes:
             self.shapes.add(shape)
             logger.info(

@@ -194,7 +194,7 @@ def model_def_script(cfg: ModelConfig, head: str | None = None) -> dict[str, Any
         }
 
     desc = options(cfg.descriptor)
-    del desc["ntypes"]
+    del desc["ntypes"], desc["node_chunk"]  # ours, not DeePMD's
     script = {
         "type_map": list(cfg.type_map),
         "descriptor": {"type": "dpa2", **desc},

@@ -52,11 +52,6 @@ def energy_and_derivatives(
     dtype = dtype or graph.nodes["positions"].dtype
     n_graph = graph.n_node.shape[0]
 
-    def total_energy(strain):
-        positions, cells = _strained(graph, strain)
-        atomic = atomic_energies(params, cfg, graph, positions, cells, head)
-        return jnp.sum(graph_energies(graph, atomic)), atomic
-
     # d/d(positions) is d/d(strain-free positions): take it through a zero displacement.
     def total_energy_disp(disp, strain):
         positions, cells = _strained(graph, strain)
@@ -73,7 +68,6 @@ def energy_and_derivatives(
     volume = jnp.abs(jnp.linalg.det(graph.globals["cell"].astype(dtype)))
     safe = jnp.where(volume > 0, volume, 1.0)
     stress = jnp.where((volume > 0)[:, None, None], -virial / safe[:, None, None], 0.0)
-    del total_energy
     return {
         "energy": energies,
         "forces": -d_disp,

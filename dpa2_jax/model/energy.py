@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import jraph
@@ -18,7 +20,15 @@ from dpa2_jax.typing import Array, Params, PRNGKey
 
 
 def init(key: PRNGKey, cfg: ModelConfig) -> Params:
-    """Initial parameters {"descriptor": ..., "heads": {name: {"fitting", "out_bias"}}}."""
+    """Initial parameters {"descriptor": ..., "heads": {name: {"fitting", "out_bias"}}}.
+
+    Compiled as one program: eagerly, the hundreds of small random draws take tens of seconds.
+    """
+    return _init_jit(key, cfg)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _init_jit(key: PRNGKey, cfg: ModelConfig) -> Params:
     dtype = dpa2.dtype_of(cfg.descriptor)
     keys = jax.random.split(key, len(cfg.heads) + 1)
     ntypes = cfg.descriptor.ntypes

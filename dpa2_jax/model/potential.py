@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpa2_jax.errors import ConfigError, DataError
+from dpa2_jax.errors import CheckpointError, ConfigError, DataError
 from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph, node_mask
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.derivatives import energy_and_derivatives
@@ -126,13 +126,19 @@ class Potential:
             for k in range(coord.shape[0])
         ]  # fmt: skip
         per_batch = max(1, self.atoms_per_batch // max(len(types), 1))
+        batches = [
+            batch_graphs(graphs[start : start + per_batch])
+            for start in range(0, len(graphs), per_batch)
+        ]
+        # Every batch of this call (a short last one too) gets the largest one's bucket.
+        sizes = [self.padder.sizes(b, n_graph=per_batch + 1) for b in batches]
+        shape = tuple(max(s[k] for s in sizes) for k in range(3))
         results = []
-        for start in range(0, len(graphs), per_batch):
-            chunk = graphs[start : start + per_batch]
-            batch = self.padder(batch_graphs(chunk), n_graph=per_batch + 1)
+        for batch in batches:
+            n = len(batch.n_node)
+            batch = self.padder.pad_to(batch, shape)
             out = _evaluate_batch(self.params, self.config, head, batch)
             mask = np.asarray(node_mask(batch))
-            n = len(chunk)
             results.append(
                 {
                     "energy": np.asarray(out["energy"])[:n],
@@ -145,8 +151,15 @@ class Potential:
         return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
 
+def _as_float(value, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name}: expected an array of numbers ({err})") from err
+
+
 def _check_coord(coord, natoms: int) -> np.ndarray:
-    coord = np.asarray(coord, dtype=np.float64)
+    coord = _as_float(coord, "coord")
     if coord.ndim == 2:
         coord = coord[None]
     if coord.ndim != 3 or coord.shape[1:] != (natoms, 3) or coord.shape[0] == 0:
@@ -162,7 +175,7 @@ def _check_coord(coord, natoms: int) -> np.ndarray:
 def _check_cell(cell, nframes: int) -> np.ndarray | None:
     if cell is None:
         return None
-    cell = np.asarray(cell, dtype=np.float64)
+    cell = _as_float(cell, "cell")
     if cell.shape in ((3, 3), (9,)):
         cell = np.broadcast_to(cell.reshape(1, 3, 3), (nframes, 3, 3))
     elif cell.ndim == 2 and cell.shape == (nframes, 9):
@@ -170,7 +183,8 @@ def _check_cell(cell, nframes: int) -> np.ndarray | None:
     if cell.shape != (nframes, 3, 3):
         raise DataError(f"cell: expected shape ({nframes}, 3, 3), (3, 3) or None, got {cell.shape}")
     if not np.all(np.isfinite(cell)):
-        raise DataError("cell: NaN or inf")
+        frame = int(np.argwhere(~np.isfinite(cell))[0, 0])
+        raise DataError(f"cell: NaN or inf in frame {frame}")
     volume = np.abs(np.linalg.det(cell))
     if np.any(volume < 1e-6):
         frame = int(np.argmin(volume))
@@ -185,6 +199,8 @@ def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
     from dpa2_jax.io.dp_format import read_dp
 
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such model file or directory")
     if os.path.isdir(path):
         cfg, params, _ = load_model(path)
     elif path.endswith(".dp"):

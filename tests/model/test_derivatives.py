@@ -1,0 +1,301 @@
+"""Forces, virial, stress and second derivatives of dpa2_jax/model/derivatives.py.
+
+Forces against central finite differences of the energy; the virial against finite differences
+under a homogeneous strain r -> r (I + eps), cell -> cell (I + eps), with DeePMD's sign
+W = -(dE/d eps)^T; stress = -W / V; a finite, symmetric Hessian.
+The model is the tiny config with the type map C, H, N, O and random parameters, as in
+test_invariance.py (the helpers below are a copy of that file's).
+"""
+
+import functools
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dpa2_jax.graph import batch_graphs, frame_to_graph, neighbor_list, node_mask, pad_graph
+from dpa2_jax.io.deepmd_config import model_config
+from dpa2_jax.model.energy import atomic_energies, init
+from dpa2_jax.model.potential import _evaluate_batch
+
+try:
+    from configs import tiny
+except ImportError:  # plain `pytest` does not put the repository root on sys.path
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[2]))
+    from configs import tiny
+
+MOLECULE = pathlib.Path(__file__).parents[1] / "systems" / "cho_molecules" / "C3H3O4"
+HEAD = "default"
+TYPE_MAP = ("C", "H", "N", "O")
+PAD = (96, 2048, 6)  # the padded shape of every tests/model file: one compilation
+H = 1e-5  # finite-difference step, Angstrom (or strain)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def x64():
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+def tiny_config(type_map=TYPE_MAP):
+    model = tiny.get_config().model.to_dict()
+    model["type_map"] = list(type_map)
+    return model_config(model)
+
+
+def random_params(cfg, seed):
+    """Random parameters with init()'s structure (see test_invariance.random_params)."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.PRNGKey(0))
+
+    def draw(path, leaf):
+        names = [str(getattr(k, "key", getattr(k, "idx", ""))) for k in path]
+        shape = leaf.shape
+        if names[-1] == "davg":  # per type, radial column only, the same in every slot
+            davg = np.zeros((shape[0], 1, 4))
+            davg[..., 0] = 0.3 * rng.normal(size=(shape[0], 1))
+            return np.broadcast_to(davg, shape)
+        if names[-1] == "dstd":
+            return np.broadcast_to(
+                rng.uniform(0.1, 0.4, (shape[0], 1, 2))[..., [0, 1, 1, 1]], shape
+            )
+        if any(name.endswith("_residual") for name in names):
+            return 0.1 * rng.normal(size=shape)
+        if names[-1] == "w" and len(shape) == 2:
+            return rng.normal(size=shape) / np.sqrt(sum(shape))
+        if names[-1] == "w":  # layer norm
+            return 1.0 + 0.1 * rng.normal(size=shape)
+        if names[-1] == "idt":
+            return 0.1 + 0.01 * rng.normal(size=shape)
+        return rng.normal(size=shape)
+
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: jnp.asarray(draw(path, leaf), leaf.dtype), shapes
+    )
+
+
+def random_positions(n, cell, min_dist, rng):
+    pos = np.empty((0, 3))
+    while len(pos) < n:
+        trial = np.vstack([pos, rng.uniform(size=(1, 3)) @ cell])
+        if neighbor_list(trial, cell, min_dist, 10**6).n_edge == 0:
+            pos = trial
+    return pos
+
+
+def check_sel(cfg, pos, cell):
+    ri, rf = cfg.descriptor.repinit, cfg.descriptor.repformer
+    for rcut, sel in (
+        (ri.rcut, ri.nsel),
+        (rf.rcut, rf.nsel),
+        (ri.three_body_rcut, ri.three_body_sel),
+    ):
+        assert neighbor_list(pos, cell, rcut, 10**6).max_neighbors <= sel
+
+
+def evaluate(params, cfg, frames):
+    """Outputs, one dict per frame, of frames [(positions, types, cell or None)], evaluated in
+    as many PAD-shaped batches as they need."""
+    graphs = [
+        frame_to_graph(p, t, c, cfg.descriptor.rcut, cfg.descriptor.sel) for p, t, c in frames
+    ]
+
+    def fits(start, stop):
+        nodes = sum(int(g.n_node[0]) for g in graphs[start:stop])
+        edges = sum(int(g.n_edge[0]) for g in graphs[start:stop])
+        return stop - start < PAD[2] and nodes < PAD[0] and edges <= PAD[1]
+
+    results, start = [], 0
+    while start < len(graphs):
+        stop = start + 1
+        while stop < len(graphs) and fits(start, stop + 1):
+            stop += 1
+        batch = pad_graph(batch_graphs(graphs[start:stop]), *PAD)
+        out = jax.tree.map(np.asarray, _evaluate_batch(params, cfg, HEAD, batch))
+        offset = 0
+        for g, (pos, _, _) in enumerate(frames[start:stop]):
+            n = len(pos)
+            results.append(
+                {
+                    "energy": out["energy"][g],
+                    "forces": out["forces"][offset : offset + n],
+                    "virial": out["virial"][g],
+                    "stress": out["stress"][g],
+                    "atom_energy": out["atom_energy"][offset : offset + n],
+                }
+            )
+            offset += n
+        start = stop
+    return results
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def params(cfg):
+    return random_params(cfg, seed=0)
+
+
+@pytest.fixture(scope="session")
+def systems(cfg):
+    """name -> (positions, types, cell or None): a cubic and a triclinic cell, and a molecule."""
+    out = {}
+    cells = {
+        "cubic": np.eye(3) * 6.2,
+        "triclinic": np.array([[6.4, 0, 0], [1.5, 6.1, 0], [-1.0, 1.2, 6.2]]),
+    }
+    for k, (name, cell) in enumerate(cells.items()):
+        rng = np.random.default_rng(10 + k)
+        pos = random_positions(16, cell, 0.9, rng)
+        types = rng.integers(0, len(cfg.type_map), len(pos))
+        check_sel(cfg, pos, cell)
+        out[name] = (pos, types, cell)
+    symbols = (MOLECULE / "type_map.raw").read_text().split()
+    types = np.array(
+        [cfg.type_map.index(symbols[t]) for t in np.loadtxt(MOLECULE / "type.raw", dtype=int)]
+    )
+    pos = np.load(MOLECULE / "set.000" / "coord.npy")[0].reshape(-1, 3)
+    pos = pos.astype(np.float64)  # stored as float32, too coarse for finite differences
+    out["molecule"] = (pos, types, None)
+    return out
+
+
+SYSTEMS = ["cubic", "triclinic", "molecule"]
+
+
+# -- forces -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_forces_match_finite_differences(params, cfg, systems, name):
+    pos, types, cell = systems[name]
+    (ref,) = evaluate(params, cfg, [systems[name]])
+    frames = []
+    for i in range(len(pos)):
+        for d in range(3):
+            for sign in (1, -1):
+                moved = pos.copy()
+                moved[i, d] += sign * H
+                frames.append((moved, types, cell))
+    energies = np.array([out["energy"] for out in evaluate(params, cfg, frames)]).reshape(-1, 3, 2)
+    fd_forces = -(energies[..., 0] - energies[..., 1]) / (2 * H)  # [n_atom, 3]
+    scale = np.abs(ref["forces"]).max()
+    assert scale > 1e-2  # not a trivial model
+    np.testing.assert_allclose(ref["forces"], fd_forces, rtol=0, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_atom_energies_sum_to_energy(params, cfg, systems, name):
+    (out,) = evaluate(params, cfg, [systems[name]])
+    np.testing.assert_allclose(out["atom_energy"].sum(), out["energy"], rtol=1e-13)
+
+
+# -- virial and stress --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_virial_matches_strain_finite_differences(params, cfg, systems, name):
+    """W = -(dE/d eps)^T with r -> r (I + eps) and cell -> cell (I + eps)."""
+    pos, types, cell = systems[name]
+    (ref,) = evaluate(params, cfg, [systems[name]])
+    frames = []
+    for a in range(3):
+        for b in range(3):
+            for sign in (1, -1):
+                deform = np.eye(3)
+                deform[a, b] += sign * H
+                frames.append((pos @ deform, types, None if cell is None else cell @ deform))
+    energies = np.array([out["energy"] for out in evaluate(params, cfg, frames)]).reshape(3, 3, 2)
+    de_deps = (energies[..., 0] - energies[..., 1]) / (2 * H)
+    scale = np.abs(ref["virial"]).max()
+    assert scale > 1e-2
+    np.testing.assert_allclose(ref["virial"], -de_deps.T, rtol=0, atol=1e-6 * scale)
+
+
+def test_virial_of_molecule_is_sum_of_force_position_products(params, cfg, systems):
+    """Without a cell, W = sum_i F_i (x) r_i, and the stress is zero."""
+    pos, types, _ = systems["molecule"]
+    (out,) = evaluate(params, cfg, [systems["molecule"]])
+    np.testing.assert_allclose(
+        out["virial"], np.einsum("ia,ib->ab", out["forces"], pos), atol=1e-12
+    )
+    np.testing.assert_allclose(out["stress"], 0.0)
+
+
+@pytest.mark.parametrize("name", ["cubic", "triclinic"])
+def test_stress_is_minus_virial_over_volume(params, cfg, systems, name):
+    _, _, cell = systems[name]
+    (out,) = evaluate(params, cfg, [systems[name]])
+    np.testing.assert_allclose(out["stress"], -out["virial"] / abs(np.linalg.det(cell)), rtol=1e-13)
+
+
+def test_stress_matches_volume_derivative(params, cfg, systems):
+    """Isotropic strain: dE/dV = -p with the pressure p = -tr(stress)/3 (ASE's sign)."""
+    pos, types, cell = systems["triclinic"]
+    (ref,) = evaluate(params, cfg, [systems["triclinic"]])
+    scales = [1 + H, 1 - H]
+    plus, minus = evaluate(params, cfg, [(pos * s, types, cell * s) for s in scales])
+    volume = abs(np.linalg.det(cell))
+    de_dv = (plus["energy"] - minus["energy"]) / (volume * (scales[0] ** 3 - scales[1] ** 3))
+    pressure = -np.trace(ref["stress"]) / 3
+    np.testing.assert_allclose(de_dv, -pressure, rtol=1e-6)
+
+
+# -- second derivatives -------------------------------------------------------------------------
+
+
+# Compiled without XLA's backend optimisations: halves the compile time of this one-off function.
+@functools.partial(
+    jax.jit, static_argnums=(1,), compiler_options={"xla_backend_optimization_level": 0}
+)
+def _hessian(params, cfg, graph):
+    def energy(positions):
+        atomic = atomic_energies(params, cfg, graph, positions, graph.globals["cell"], HEAD)
+        return jnp.sum(jnp.where(node_mask(graph), atomic, 0.0))
+
+    return jax.hessian(energy)(graph.nodes["positions"])
+
+
+@pytest.fixture(scope="session")
+def molecule_hessian(params, cfg, systems):
+    """Hessian [3n, 3n] of the molecule's energy (graph padded by one node and one graph only)."""
+    pos, types, _ = systems["molecule"]
+    graph = frame_to_graph(pos, types, None, cfg.descriptor.rcut, cfg.descriptor.sel)
+    n = len(pos)
+    graph = pad_graph(graph, n + 1, int(graph.n_edge[0]), 2)
+    hess = np.asarray(_hessian(params, cfg, graph))[:n, :, :n, :]
+    return hess.reshape(3 * n, 3 * n)
+
+
+def test_hessian_is_finite_and_symmetric(molecule_hessian):
+    assert np.all(np.isfinite(molecule_hessian))
+    assert np.abs(molecule_hessian).max() > 1e-2
+    np.testing.assert_allclose(molecule_hessian, molecule_hessian.T, rtol=0, atol=1e-12)
+    # translation invariance: every row sums to zero over the atoms, per direction
+    rows = molecule_hessian.reshape(-1, len(molecule_hessian) // 3, 3).sum(axis=1)
+    np.testing.assert_allclose(rows, 0.0, atol=1e-10)
+
+
+def test_hessian_matches_force_finite_differences(params, cfg, systems, molecule_hessian):
+    pos, types, _ = systems["molecule"]
+    frames = []
+    for i, d in [(0, 0), (4, 2), (9, 1)]:
+        for sign in (1, -1):
+            moved = pos.copy()
+            moved[i, d] += sign * H
+            frames.append((moved, types, None))
+    outs = evaluate(params, cfg, frames)
+    scale = np.abs(molecule_hessian).max()
+    for k, (i, d) in enumerate([(0, 0), (4, 2), (9, 1)]):
+        column = -(outs[2 * k]["forces"] - outs[2 * k + 1]["forces"]).reshape(-1) / (2 * H)
+        np.testing.assert_allclose(
+            molecule_hessian[:, 3 * i + d], column, rtol=0, atol=1e-6 * scale
+        )
