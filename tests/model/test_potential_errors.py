@@ -186,10 +186,7 @@ def test_load_missing_file(tmp_path):
 
 def test_load_missing_directory(tmp_path):
     path = tmp_path / "no_such_model"
-    with pytest.raises(
-        ConfigError,
-        match=re.escape(str(path)) + r": expected a .dp file or a dpa2_jax model directory",
-    ):
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + r": no such model file"):
         dpa2_jax.load(path)
 
 
