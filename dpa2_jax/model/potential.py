@@ -18,6 +18,7 @@ import numpy as np
 
 from dpa2_jax.errors import CheckpointError, ConfigError, DataError
 from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph, node_mask
+from dpa2_jax.model.compile_options import compiler_options
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.derivatives import energy_and_derivatives
 from dpa2_jax.typing import Params
@@ -25,9 +26,18 @@ from dpa2_jax.typing import Params
 logger = logging.getLogger(__name__)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "head"))
 def _evaluate_batch(params, cfg: ModelConfig, head: str, graph):
-    return energy_and_derivatives(params, cfg, graph, head)
+    """Energy, forces, virial of a padded batch: one compilation per (cfg, head, shape)."""
+    return _compiled_evaluator()(params, cfg, head, graph)
+
+
+@functools.cache
+def _compiled_evaluator():
+    return jax.jit(
+        lambda params, cfg, head, graph: energy_and_derivatives(params, cfg, graph, head),
+        static_argnums=(1, 2),
+        compiler_options=compiler_options(),
+    )
 
 
 def enable_x64_for(cfg: ModelConfig) -> None:

@@ -87,8 +87,8 @@ def dense(params: Params, x: Array, act: str = "none", resnet: bool = False) -> 
         d_in, d_out = w.shape
         if d_out == d_in:
             y = y + x
-        elif d_out == 2 * d_in:
-            y = y + jnp.concatenate([x, x], axis=-1)
+        elif d_out == 2 * d_in:  # y + [x, x], without materialising the concatenation
+            y = (y.reshape(*y.shape[:-1], 2, d_in) + x[..., None, :]).reshape(y.shape)
     return y
 
 

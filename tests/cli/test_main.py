@@ -10,7 +10,7 @@ import pathlib
 import ase.io
 import numpy as np
 import pytest
-from conftest import SYSTEMS, random_params
+from tests.conftest import SYSTEMS, random_params
 
 import dpa2_jax
 from dpa2_jax.cli.main import main

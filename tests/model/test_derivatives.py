@@ -8,130 +8,27 @@ test_invariance.py (the helpers below are a copy of that file's).
 """
 
 import functools
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dpa2_jax.graph import batch_graphs, frame_to_graph, neighbor_list, node_mask, pad_graph
-from dpa2_jax.io.deepmd_config import model_config
-from dpa2_jax.model.energy import atomic_energies, init
-from dpa2_jax.model.potential import _evaluate_batch
+from dpa2_jax.graph import frame_to_graph, node_mask, pad_graph
+from dpa2_jax.model.energy import atomic_energies
 
-try:
-    from configs import tiny
-except ImportError:  # plain `pytest` does not put the repository root on sys.path
-    sys.path.insert(0, str(pathlib.Path(__file__).parents[2]))
-    from configs import tiny
+from model_helpers import (
+    HEAD,
+    MOLECULE,
+    check_sel,
+    evaluate,
+    random_params,
+    random_positions,
+    tiny_config,
+)
 
-MOLECULE = pathlib.Path(__file__).parents[1] / "systems" / "cho_molecules" / "C3H3O4"
-HEAD = "default"
-TYPE_MAP = ("C", "H", "N", "O")
-PAD = (96, 2048, 6)  # the padded shape of every tests/model file: one compilation
+
 H = 1e-5  # finite-difference step, Angstrom (or strain)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
-def tiny_config(type_map=TYPE_MAP):
-    model = tiny.get_config().model.to_dict()
-    model["type_map"] = list(type_map)
-    return model_config(model)
-
-
-def random_params(cfg, seed):
-    """Random parameters with init()'s structure (see test_invariance.random_params)."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.PRNGKey(0))
-
-    def draw(path, leaf):
-        names = [str(getattr(k, "key", getattr(k, "idx", ""))) for k in path]
-        shape = leaf.shape
-        if names[-1] == "davg":  # per type, radial column only, the same in every slot
-            davg = np.zeros((shape[0], 1, 4))
-            davg[..., 0] = 0.3 * rng.normal(size=(shape[0], 1))
-            return np.broadcast_to(davg, shape)
-        if names[-1] == "dstd":
-            return np.broadcast_to(
-                rng.uniform(0.1, 0.4, (shape[0], 1, 2))[..., [0, 1, 1, 1]], shape
-            )
-        if any(name.endswith("_residual") for name in names):
-            return 0.1 * rng.normal(size=shape)
-        if names[-1] == "w" and len(shape) == 2:
-            return rng.normal(size=shape) / np.sqrt(sum(shape))
-        if names[-1] == "w":  # layer norm
-            return 1.0 + 0.1 * rng.normal(size=shape)
-        if names[-1] == "idt":
-            return 0.1 + 0.01 * rng.normal(size=shape)
-        return rng.normal(size=shape)
-
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.asarray(draw(path, leaf), leaf.dtype), shapes
-    )
-
-
-def random_positions(n, cell, min_dist, rng):
-    pos = np.empty((0, 3))
-    while len(pos) < n:
-        trial = np.vstack([pos, rng.uniform(size=(1, 3)) @ cell])
-        if neighbor_list(trial, cell, min_dist, 10**6).n_edge == 0:
-            pos = trial
-    return pos
-
-
-def check_sel(cfg, pos, cell):
-    ri, rf = cfg.descriptor.repinit, cfg.descriptor.repformer
-    for rcut, sel in (
-        (ri.rcut, ri.nsel),
-        (rf.rcut, rf.nsel),
-        (ri.three_body_rcut, ri.three_body_sel),
-    ):
-        assert neighbor_list(pos, cell, rcut, 10**6).max_neighbors <= sel
-
-
-def evaluate(params, cfg, frames):
-    """Outputs, one dict per frame, of frames [(positions, types, cell or None)], evaluated in
-    as many PAD-shaped batches as they need."""
-    graphs = [
-        frame_to_graph(p, t, c, cfg.descriptor.rcut, cfg.descriptor.sel) for p, t, c in frames
-    ]
-
-    def fits(start, stop):
-        nodes = sum(int(g.n_node[0]) for g in graphs[start:stop])
-        edges = sum(int(g.n_edge[0]) for g in graphs[start:stop])
-        return stop - start < PAD[2] and nodes < PAD[0] and edges <= PAD[1]
-
-    results, start = [], 0
-    while start < len(graphs):
-        stop = start + 1
-        while stop < len(graphs) and fits(start, stop + 1):
-            stop += 1
-        batch = pad_graph(batch_graphs(graphs[start:stop]), *PAD)
-        out = jax.tree.map(np.asarray, _evaluate_batch(params, cfg, HEAD, batch))
-        offset = 0
-        for g, (pos, _, _) in enumerate(frames[start:stop]):
-            n = len(pos)
-            results.append(
-                {
-                    "energy": out["energy"][g],
-                    "forces": out["forces"][offset : offset + n],
-                    "virial": out["virial"][g],
-                    "stress": out["stress"][g],
-                    "atom_energy": out["atom_energy"][offset : offset + n],
-                }
-            )
-            offset += n
-        start = stop
-    return results
 
 
 @pytest.fixture(scope="session")

@@ -8,122 +8,34 @@ shapes does not recompile. (Named test_padded_batches.py: tests/graph/test_paddi
 module name test_padding.) Helpers are a copy of test_invariance.py's.
 """
 
-import pathlib
-import sys
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dpa2_jax.graph import (
     batch_graphs,
     edge_mask,
-    frame_to_graph,
     graph_mask,
     neighbor_list,
     node_mask,
     pad_graph,
 )
-from dpa2_jax.io.deepmd_config import model_config
-from dpa2_jax.model.energy import init
-from dpa2_jax.model.potential import Potential, _evaluate_batch
+from dpa2_jax.model.potential import Potential, _compiled_evaluator, _evaluate_batch
 
-try:
-    from configs import tiny
-except ImportError:  # plain `pytest` does not put the repository root on sys.path
-    sys.path.insert(0, str(pathlib.Path(__file__).parents[2]))
-    from configs import tiny
+from model_helpers import (
+    HEAD,
+    MOLECULE,
+    PAD,
+    TYPE_MAP,
+    evaluate,
+    graph_of,
+    random_params,
+    random_positions,
+    split,
+    tiny_config,
+)
 
-MOLECULE = pathlib.Path(__file__).parents[1] / "systems" / "cho_molecules" / "C3H3O4"
-HEAD = "default"
-TYPE_MAP = ("C", "H", "N", "O")
-PAD = (96, 2048, 6)  # the padded shape of every tests/model file: one compilation
+
 KEYS = ("energy", "forces", "virial", "stress", "atom_energy")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
-def tiny_config(type_map=TYPE_MAP):
-    model = tiny.get_config().model.to_dict()
-    model["type_map"] = list(type_map)
-    return model_config(model)
-
-
-def random_params(cfg, seed):
-    """Random parameters with init()'s structure (see test_invariance.random_params)."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.PRNGKey(0))
-
-    def draw(path, leaf):
-        names = [str(getattr(k, "key", getattr(k, "idx", ""))) for k in path]
-        shape = leaf.shape
-        if names[-1] == "davg":  # per type, radial column only, the same in every slot
-            davg = np.zeros((shape[0], 1, 4))
-            davg[..., 0] = 0.3 * rng.normal(size=(shape[0], 1))
-            return np.broadcast_to(davg, shape)
-        if names[-1] == "dstd":
-            return np.broadcast_to(
-                rng.uniform(0.1, 0.4, (shape[0], 1, 2))[..., [0, 1, 1, 1]], shape
-            )
-        if any(name.endswith("_residual") for name in names):
-            return 0.1 * rng.normal(size=shape)
-        if names[-1] == "w" and len(shape) == 2:
-            return rng.normal(size=shape) / np.sqrt(sum(shape))
-        if names[-1] == "w":  # layer norm
-            return 1.0 + 0.1 * rng.normal(size=shape)
-        if names[-1] == "idt":
-            return 0.1 + 0.01 * rng.normal(size=shape)
-        return rng.normal(size=shape)
-
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.asarray(draw(path, leaf), leaf.dtype), shapes
-    )
-
-
-def random_positions(n, cell, min_dist, rng, box=4.0):
-    pos = np.empty((0, 3))
-    frame = cell if cell is not None else np.eye(3) * box
-    while len(pos) < n:
-        trial = np.vstack([pos, rng.uniform(size=(1, 3)) @ frame])
-        if neighbor_list(trial, cell, min_dist, 10**6).n_edge == 0:
-            pos = trial
-    return pos
-
-
-def graph_of(cfg, frame):
-    pos, types, cell = frame
-    return frame_to_graph(pos, types, cell, cfg.descriptor.rcut, cfg.descriptor.sel)
-
-
-def split(out, frames):
-    """Per-frame dicts from the outputs of a batch holding ``frames`` first."""
-    out = jax.tree.map(np.asarray, out)
-    results, start = [], 0
-    for g, (pos, _, _) in enumerate(frames):
-        n = len(pos)
-        results.append(
-            {
-                "energy": out["energy"][g],
-                "forces": out["forces"][start : start + n],
-                "virial": out["virial"][g],
-                "stress": out["stress"][g],
-                "atom_energy": out["atom_energy"][start : start + n],
-            }
-        )
-        start += n
-    return results
-
-
-def evaluate(params, cfg, frames):
-    batch = pad_graph(batch_graphs([graph_of(cfg, f) for f in frames]), *PAD)
-    return split(_evaluate_batch(params, cfg, HEAD, batch), frames)
 
 
 def assert_same(a, b, keys=KEYS, tol=1e-12):
@@ -282,11 +194,11 @@ def test_atoms_per_batch_does_not_change_results(pot80, pot16, pot_frames):
 def test_same_shapes_do_not_recompile(pot16, pot_frames):
     coords, types = pot_frames
     first = pot16.evaluate(coords, POT_CELL, types)
-    shapes, compiled = pot16.padder.n_shapes, _evaluate_batch._cache_size()
+    shapes, compiled = pot16.padder.n_shapes, _compiled_evaluator()._cache_size()
     shift = np.array([0.3, -0.7, 1.1])  # same neighbor lists, so the same padded shapes
     second = pot16.evaluate(coords[::-1] + shift, np.tile(POT_CELL.reshape(1, 9), (5, 1)), types)
     assert pot16.padder.n_shapes == shapes
-    assert _evaluate_batch._cache_size() == compiled
+    assert _compiled_evaluator()._cache_size() == compiled
     assert_same({k: v[::-1] for k, v in first.items()}, second, tol=1e-10)
 
 

@@ -3,9 +3,7 @@
 Every check here runs before anything is compiled, so these tests are fast.
 """
 
-import pathlib
 import re
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,35 +12,20 @@ import pytest
 
 import dpa2_jax
 from dpa2_jax.errors import CheckpointError, ConfigError, DataError
-from dpa2_jax.io.deepmd_config import model_config
 from dpa2_jax.io.dp_format import write_dp
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.energy import init
 from dpa2_jax.model.potential import Potential
 
-try:
-    from configs import tiny
-except ImportError:  # plain `pytest` does not put the repository root on sys.path
-    sys.path.insert(0, str(pathlib.Path(__file__).parents[2]))
-    from configs import tiny
+from model_helpers import tiny_config
 
-TYPE_MAP = ("C", "H", "N", "O")
+
 CELL = np.eye(3) * 6.0
-
-
-@pytest.fixture(scope="session", autouse=True)
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 @pytest.fixture(scope="session")
 def cfg():
-    model = tiny.get_config().model.to_dict()
-    model["type_map"] = list(TYPE_MAP)
-    return model_config(model)
+    return tiny_config()
 
 
 def placeholder_params(cfg):

@@ -6,80 +6,13 @@ steps must be bounded by step * max |dE/dd| (no jump), forces must not jump, and
 cutoff B must not interact at all. Helpers are a copy of test_invariance.py's.
 """
 
-import pathlib
-import sys
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dpa2_jax.graph import batch_graphs, frame_to_graph, pad_graph
-from dpa2_jax.io.deepmd_config import model_config
-from dpa2_jax.model.energy import init
 from dpa2_jax.model.potential import _evaluate_batch
 
-try:
-    from configs import tiny
-except ImportError:  # plain `pytest` does not put the repository root on sys.path
-    sys.path.insert(0, str(pathlib.Path(__file__).parents[2]))
-    from configs import tiny
-
-HEAD = "default"
-TYPE_MAP = ("C", "H", "N", "O")
-PAD = (96, 2048, 6)  # the padded shape of every tests/model file: one compilation
-
-
-@pytest.fixture(scope="session", autouse=True)
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
-def tiny_config(type_map=TYPE_MAP):
-    model = tiny.get_config().model.to_dict()
-    model["type_map"] = list(type_map)
-    return model_config(model)
-
-
-def random_params(cfg, seed):
-    """Random parameters with init()'s structure (see test_invariance.random_params).
-
-    The repinit and three-body davg are zero, as ``set_davg_zero=True`` (the tiny config) makes
-    them: with a non-zero davg there, empty neighbor slots carry -davg/dstd and read atom 0's
-    type (DeePMD's convention), so a neighbor whose type differs from atom 0's changes the energy
-    by a jump when it leaves the cutoff. The repformer davg is non-zero.
-    """
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.PRNGKey(0))
-
-    def draw(path, leaf):
-        names = [str(getattr(k, "key", getattr(k, "idx", ""))) for k in path]
-        shape = leaf.shape
-        if names[-1] == "davg":
-            davg = np.zeros((shape[0], 1, 4))
-            if names[-2] == "repformers":
-                davg[..., 0] = 0.3 * rng.normal(size=(shape[0], 1))
-            return np.broadcast_to(davg, shape)
-        if names[-1] == "dstd":
-            return np.broadcast_to(
-                rng.uniform(0.1, 0.4, (shape[0], 1, 2))[..., [0, 1, 1, 1]], shape
-            )
-        if any(name.endswith("_residual") for name in names):
-            return 0.1 * rng.normal(size=shape)
-        if names[-1] == "w" and len(shape) == 2:
-            return rng.normal(size=shape) / np.sqrt(sum(shape))
-        if names[-1] == "w":  # layer norm
-            return 1.0 + 0.1 * rng.normal(size=shape)
-        if names[-1] == "idt":
-            return 0.1 + 0.01 * rng.normal(size=shape)
-        return rng.normal(size=shape)
-
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.asarray(draw(path, leaf), leaf.dtype), shapes
-    )
+from model_helpers import HEAD, PAD, random_params, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +24,7 @@ def cfg():
 
 @pytest.fixture(scope="session")
 def params(cfg):
-    return random_params(cfg, seed=2)
+    return random_params(cfg, seed=2, zero_block_davg=True)  # see model_helpers.random_params
 
 
 # A (type O, atom 0) at the origin, four atoms behind it (x < 0), B (type H) on the ray d * U.
