@@ -69,12 +69,20 @@ def _block_env(
     return rr, sw, species[nb.index]
 
 
-def apply(params: Params, cfg: DescriptorConfig, species: Array, nb: Neighborhood) -> Array:
+def apply(
+    params: Params,
+    cfg: DescriptorConfig,
+    species: Array,
+    nb: Neighborhood,
+    slots: tuple[int, int] | None = None,
+) -> Array:
     """The per-atom descriptor.
 
     Args:
       species: [n_node] int32 type indices.
       nb: neighborhood at the repinit cutoff with ``cfg.sel`` slots.
+      slots: (three-body, repformer) slots to lay out, when fewer than sel suffice (see
+        ``truncation_is_exact``); None lays out all of them.
 
     Returns:
       [n_node, cfg.dim_out]
@@ -91,9 +99,12 @@ def apply(params: Params, cfg: DescriptorConfig, species: Array, nb: Neighborhoo
         chunk, (rr, sw, species, nei),
     )  # fmt: skip
     if ri.use_three_body:
-        nb3 = nb.restrict(ri.three_body_rcut, ri.three_body_sel)
+        n3 = slots[0] if slots else ri.three_body_sel
+        nb3 = nb.restrict(ri.three_body_rcut, n3)
+        block = dict(params["three_body"], davg=params["three_body"]["davg"][:, :n3],
+                     dstd=params["three_body"]["dstd"][:, :n3])  # fmt: skip
         rr3, sw3, nei3 = _block_env(
-            params["three_body"], species, nb3, cfg, ri.three_body_rcut, ri.three_body_rcut_smth
+            block, species, nb3, cfg, ri.three_body_rcut, ri.three_body_rcut_smth
         )
         g3 = map_nodes(
             lambda rr, sw, nei: three_body.apply(params["three_body"], ri, cfg.smooth, rr, sw, nei, tebd),
@@ -106,12 +117,30 @@ def apply(params: Params, cfg: DescriptorConfig, species: Array, nb: Neighborhoo
         g1 = g1 + dense(params["tebd_transform"], g1_tebd)
 
     # The repformer block drops excluded pairs before computing its environment matrix.
-    nbf = nb.restrict(rf.rcut, rf.nsel)
+    nf = slots[1] if slots else rf.nsel
+    nbf = nb.restrict(rf.rcut, nf)
     if cfg.exclude_types:
         nbf = nbf.with_mask(nbf.mask & pair_exclusion_mask(species, nbf, cfg.excluded_pairs))
     em, swf = environment_matrix(nbf, rf.rcut, rf.rcut_smth, cfg.env_protection)
-    rrf = normalize(em, species, params["repformers"]["davg"], params["repformers"]["dstd"])
+    davg, dstd = params["repformers"]["davg"][:, :nf], params["repformers"]["dstd"][:, :nf]
+    rrf = normalize(em, species, davg, dstd)
     g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, rrf, swf, nbf, chunk)
     if cfg.concat_output_tebd:
         g1 = jnp.concatenate([g1, g1_tebd], -1)
     return g1
+
+
+def truncation_is_exact(params: Params, cfg: DescriptorConfig) -> tuple[bool, bool]:
+    """Whether the three-body and the repformer blocks give the same numbers when only the
+    slots holding neighbors are laid out (host-side check on concrete parameters).
+
+    Three-body: an empty slot's row is -davg/dstd; its pair products vanish iff the direction
+    columns of davg are zero (DeePMD's statistics keep them zero). Repformer: empty slots are
+    masked everywhere except in the smooth softmax of attention, so without attention.
+    """
+    import numpy as np
+
+    ri, rf = cfg.repinit, cfg.repformer
+    three = ri.use_three_body and not np.any(np.asarray(params["three_body"]["davg"])[..., 1:])
+    attention = rf.update_g1_has_attn or (rf.nlayers > 1 and (rf.update_g2_has_attn or rf.update_h2))
+    return bool(three), bool(not (cfg.smooth and attention))

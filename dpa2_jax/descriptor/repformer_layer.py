@@ -93,7 +93,7 @@ def _conv(p: Params, cfg: RepformerConfig, smooth: bool, gg1, g2, mask, sw) -> A
     gg1 = jnp.where(mask[..., None], gg1, 0.0)
     if smooth:
         gg1 = gg1 * sw[..., None]
-    norm = neighbor_norm(mask, smooth, use_sqrt=False).astype(gg1.dtype)
+    norm = neighbor_norm(mask, smooth, use_sqrt=False, nsel=cfg.nsel).astype(gg1.dtype)
     if cfg.g1_out_conv:
         g2 = dense(p["proj_g1g2"], g2)
     return jnp.sum(g2 * gg1, axis=1) * norm
@@ -151,11 +151,11 @@ def apply(
         (g1_updates if cfg.g1_out_conv else g1_mlp_in).append(conv)
     if cfg.update_g1_has_grrg:
         g1_mlp_in.append(
-            symmetrize(g2, h2, mask, sw, cfg.axis_neuron, smooth, cfg.use_sqrt_nnei)
+            symmetrize(g2, h2, mask, sw, cfg.axis_neuron, smooth, cfg.use_sqrt_nnei, cfg.nsel)
         )
     if cfg.update_g1_has_drrd:
         g1_mlp_in.append(
-            symmetrize(gg1, h2, mask, sw, cfg.axis_neuron, smooth, cfg.use_sqrt_nnei)
+            symmetrize(gg1, h2, mask, sw, cfg.axis_neuron, smooth, cfg.use_sqrt_nnei, cfg.nsel)
         )
     g1_updates.append(act(dense(p["linear1"], jnp.concatenate(g1_mlp_in, axis=-1))))
     if cfg.update_g1_has_attn:

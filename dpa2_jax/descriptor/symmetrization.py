@@ -15,9 +15,10 @@ from dpa2_jax.typing import Array
 EPSILON = 1e-4  # DeePMD's protection of 1 / n_neighbors
 
 
-def neighbor_norm(mask: Array, smooth: bool, use_sqrt: bool) -> Array:
-    """[n_node, 1] the factor c above. mask: [n_node, sel]."""
-    sel = mask.shape[1]
+def neighbor_norm(mask: Array, smooth: bool, use_sqrt: bool, nsel: int | None = None) -> Array:
+    """[n_node, 1] the factor c above. mask: [n_node, slots]; nsel: the configured sel (default:
+    the number of slots), which smooth mode divides by even when fewer slots are laid out."""
+    sel = nsel or mask.shape[1]
     if smooth:
         value = 1.0 / (float(sel) ** 0.5 if use_sqrt else float(sel))
         return jnp.full((mask.shape[0], 1), value, dtype=jnp.result_type(float))
@@ -26,13 +27,14 @@ def neighbor_norm(mask: Array, smooth: bool, use_sqrt: bool) -> Array:
 
 
 def symmetrize(
-    g: Array, h: Array, mask: Array, sw: Array, axis_neuron: int, smooth: bool, use_sqrt: bool
-) -> Array:
+    g: Array, h: Array, mask: Array, sw: Array, axis_neuron: int, smooth: bool, use_sqrt: bool,
+    nsel: int | None = None,
+) -> Array:  # fmt: skip
     """g: [n_node, sel, ng]; h: [n_node, sel, 3] -> [n_node, axis_neuron * ng]."""
     g = jnp.where(mask[..., None], g, 0.0)
     if smooth:
         g = g * sw[..., None]
-    norm = neighbor_norm(mask, smooth, use_sqrt).astype(g.dtype)
+    norm = neighbor_norm(mask, smooth, use_sqrt, nsel).astype(g.dtype)
     hg = jnp.einsum("nsd,nsg->ndg", h, g) * norm[:, :, None]  # [n_node, 3, ng]
     grrg = jnp.einsum("nda,ndg->nag", hg[..., :axis_neuron], hg) / 3.0  # [n_node, axis, ng]
     return grrg.reshape(grrg.shape[0], -1)

@@ -101,4 +101,5 @@ def apply(
                 g_t = g_t * sw2
             g.append(gs * g_t + gs)
     out = [jnp.sum(e * gc, axis=(1, 2)) for gc in g]  # sum_jk e_jk G_jk, per channel
-    return jnp.stack(out, axis=-1) / float(sel3 * sel3)
+    nsel = cfg.three_body_sel  # DeePMD normalises by the full sel, even over fewer slots
+    return jnp.stack(out, axis=-1) / float(nsel * nsel)

@@ -36,7 +36,12 @@ def _strained(graph: jraph.GraphsTuple, strain: Array) -> tuple[Array, Array]:
 
 
 def energy_and_derivatives(
-    params: Params, cfg: ModelConfig, graph: jraph.GraphsTuple, head: str, dtype=None
+    params: Params,
+    cfg: ModelConfig,
+    graph: jraph.GraphsTuple,
+    head: str,
+    dtype=None,
+    slots: tuple[int, int] | None = None,
 ) -> dict[str, Array]:
     """Energy, forces, virial and stress of every graph of a padded batch.
 
@@ -55,7 +60,7 @@ def energy_and_derivatives(
     # d/d(positions) is d/d(strain-free positions): take it through a zero displacement.
     def total_energy_disp(disp, strain):
         positions, cells = _strained(graph, strain)
-        atomic = atomic_energies(params, cfg, graph, positions + disp, cells, head)
+        atomic = atomic_energies(params, cfg, graph, positions + disp, cells, head, slots)
         energies = graph_energies(graph, atomic)
         return jnp.sum(energies), (energies, atomic)
 

@@ -49,6 +49,7 @@ def atomic_energies(
     positions: Array,
     cells: Array,
     head: str,
+    slots: tuple[int, int] | None = None,
 ) -> Array:
     """Atomic energies [n_node] in eV.
 
@@ -56,11 +57,12 @@ def atomic_energies(
       graph: padded batch (see ``dpa2_jax.graph``); only its topology and species are read.
       positions: [n_node, 3] Angstrom; cells: [n_graph, 3, 3] Angstrom (both may be strained).
       head: a name in ``cfg.head_names`` (static).
+      slots: static (three-body, repformer) slot counts (see ``dpa2.truncation_is_exact``).
     """
     dtype = dpa2.dtype_of(cfg.descriptor)
     species = graph.nodes["species"].astype(jnp.int32)
     nb = dense_neighborhood(graph, positions.astype(dtype), cells.astype(dtype), cfg.descriptor.sel)
-    descriptor = dpa2.apply(params["descriptor"], cfg.descriptor, species, nb)
+    descriptor = dpa2.apply(params["descriptor"], cfg.descriptor, species, nb, slots)
     head_params = params["heads"][head]
     e = energy_fitting.apply(head_params["fitting"], cfg.fitting(head), descriptor, species)
     e = e + head_params["out_bias"][species]

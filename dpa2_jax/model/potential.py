@@ -18,6 +18,7 @@ import numpy as np
 
 from dpa2_jax.errors import CheckpointError, ConfigError, DataError
 from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph, node_mask
+from dpa2_jax.descriptor.dpa2 import truncation_is_exact
 from dpa2_jax.model.compile_options import compiler_options
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.derivatives import energy_and_derivatives
@@ -26,16 +27,18 @@ from dpa2_jax.typing import Params
 logger = logging.getLogger(__name__)
 
 
-def _evaluate_batch(params, cfg: ModelConfig, head: str, graph):
-    """Energy, forces, virial of a padded batch: one compilation per (cfg, head, shape)."""
-    return _compiled_evaluator()(params, cfg, head, graph)
+def _evaluate_batch(params, cfg: ModelConfig, head: str, graph, slots=None):
+    """Energy, forces, virial of a padded batch: one compilation per (cfg, head, slots, shape)."""
+    return _compiled_evaluator()(params, cfg, head, graph, slots)
 
 
 @functools.cache
 def _compiled_evaluator():
     return jax.jit(
-        lambda params, cfg, head, graph: energy_and_derivatives(params, cfg, graph, head),
-        static_argnums=(1, 2),
+        lambda params, cfg, head, graph, slots: energy_and_derivatives(
+            params, cfg, graph, head, slots=slots
+        ),
+        static_argnums=(1, 2, 4),
         compiler_options=compiler_options(),
     )
 
@@ -64,6 +67,7 @@ class Potential:
         self.params = jax.tree.map(lambda x: jnp.asarray(x, dtype=dtype), params)
         self.atoms_per_batch = atoms_per_batch
         self.padder = BucketPadder()
+        self._exact_truncation = truncation_is_exact(self.params["descriptor"], config.descriptor)
         self._dtype = np.float64 if dtype == jnp.float64 else np.float32
 
     @property
@@ -102,6 +106,16 @@ class Potential:
                 f"{list(self.type_map)} (valid 0..{len(self.type_map) - 1})"
             )
         return types.astype(np.int32)
+
+    def slots(self, batches) -> tuple[int, int]:
+        """Static (three-body, repformer) slot counts for these batches: the most neighbors any
+        atom has within each block's cutoff, rounded up to a multiple of 8 (so few shapes
+        compile), wherever laying out fewer than sel slots gives the same numbers."""
+        ri, rf = self.config.descriptor.repinit, self.config.descriptor.repformer
+        exact3, exactf = self._exact_truncation
+        n3 = _max_neighbors(batches, ri.three_body_rcut) if exact3 else ri.three_body_sel
+        nf = _max_neighbors(batches, rf.rcut) if exactf else rf.nsel
+        return (min(ri.three_body_sel, _round8(n3)), min(rf.nsel, _round8(nf)))
 
     def evaluate(
         self,
@@ -143,11 +157,12 @@ class Potential:
         # Every batch of this call (a short last one too) gets the largest one's bucket.
         sizes = [self.padder.sizes(b, n_graph=per_batch + 1) for b in batches]
         shape = tuple(max(s[k] for s in sizes) for k in range(3))
+        slots = self.slots(batches)
         results = []
         for batch in batches:
             n = len(batch.n_node)
             batch = self.padder.pad_to(batch, shape)
-            out = _evaluate_batch(self.params, self.config, head, batch)
+            out = _evaluate_batch(self.params, self.config, head, batch, slots)
             mask = np.asarray(node_mask(batch))
             results.append(
                 {
@@ -159,6 +174,25 @@ class Potential:
                 }
             )
         return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+
+
+def _round8(n: int) -> int:
+    return max(8, -(-n // 8) * 8)
+
+
+def _max_neighbors(batches, rcut: float) -> int:
+    """The most neighbors within rcut (plus 1e-6 A) of any atom in unpadded host batches."""
+    most = 0
+    for b in batches:
+        node_graph = np.repeat(np.arange(len(b.n_node)), b.n_node)
+        edge_graph = node_graph[b.receivers]
+        cells = b.globals["cell"][edge_graph]  # [n_edge, 3, 3]
+        pos = b.nodes["positions"]
+        diff = pos[b.senders] - pos[b.receivers] + np.einsum("ek,ekd->ed", b.edges["shifts"], cells)
+        within = np.linalg.norm(diff, axis=-1) <= rcut + 1e-6
+        counts = np.bincount(b.receivers[within], minlength=len(pos))
+        most = max(most, int(counts.max(initial=0)))
+    return most
 
 
 def _as_float(value, name: str) -> np.ndarray:

@@ -69,8 +69,11 @@ def _evaluate_cases(variant: str, geometries: list[str]) -> dict[str, dict]:
                                pot.config.descriptor.sel, dtype=pot._dtype)
             )  # fmt: skip
         sizes.append(ref["coords"].shape)
-    batch = BucketPadder()(batch_graphs(graphs))
-    out = jax.tree.map(np.asarray, _evaluate_batch(pot.params, pot.config, "default", batch))
+    unpadded = batch_graphs(graphs)
+    slots = pot.slots([unpadded])  # fewer slots than sel where that is exact, as evaluate() does
+    batch = BucketPadder()(unpadded)
+    out = _evaluate_batch(pot.params, pot.config, "default", batch, slots)
+    out = jax.tree.map(np.asarray, out)
     results, frame, node = {}, 0, 0
     for geometry, (nf, nat, _) in zip(refs, sizes):
         results[geometry] = {
