@@ -61,7 +61,6 @@ def apply(
     act = cfg.activation_function
     rhat = rr[..., 1:]
     e = jnp.einsum("njd,nkd->njk", rhat, rhat)  # [n_node, sel3, sel3]
-    sel3 = nei_species.shape[1]
     layers = params["embedding"]
     # Channel by channel ([n_node, sel3, sel3] arrays): the pair tensor is the largest of
     # the model and the network is narrow, so this layout is the fast one (see nn.mlp).
