@@ -104,7 +104,7 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
     unpadded = batch_graphs([frame_to_graph(positions, types, cell, cfg.descriptor.rcut,
                                             cfg.descriptor.sel, dtype=pot._dtype)])  # fmt: skip
     slots = pot.slots([unpadded])  # as Potential.evaluate lays them out
-    graph = BucketPadder()(unpadded, n_graph=2)
+    graph = pot.padder(unpadded, n_graph=2)
 
     def step():
         return jax.block_until_ready(_evaluate_batch(pot.params, cfg, "default", graph, slots))
@@ -161,6 +161,56 @@ def reference_inference(model: str, n_atoms: int, repeats: int) -> dict:
     }
 
 
+def compare(model: str, repeats: int) -> dict:
+    """dpa2_jax and DeePMD-kit (JAX backend, JAX-MD interface) on the same 192-atom frame and
+    model, float64, timed alternately in one process so that machine noise hits both alike."""
+    import jax
+    import jax.numpy as jnp
+    from deepmd.jax.jax_md import as_jax_md
+    from deepmd.jax.model.base_model import BaseModel
+    from jax_md import space
+
+    import deepmd.jax.model  # noqa: F401  (registers the model types)
+    from dpa2_jax.graph import batch_graphs, frame_to_graph
+    from dpa2_jax.io.deepmd_model import to_deepmd
+    from dpa2_jax.model.potential import Potential, _evaluate_batch
+
+    cfg, params = _model(model, "float64")
+    pot = Potential(cfg, params)
+    positions, cell = tiled_water(192)
+    types = np.loadtxt(WATER / "type.raw", dtype=int)
+    unpadded = batch_graphs([frame_to_graph(positions, types, cell, cfg.descriptor.rcut,
+                                            cfg.descriptor.sel)])  # fmt: skip
+    slots, graph = pot.slots([unpadded]), pot.padder(unpadded, n_graph=2)
+    jax_model = BaseModel.deserialize(to_deepmd(cfg, jax.tree.map(np.asarray, params)))
+    side = jnp.asarray(np.diag(cell))
+    neighbor_fn, energy_fn = as_jax_md(jax_model, space.periodic(side)[0], side, types)
+    R = jnp.asarray(positions)
+    nbrs = neighbor_fn.allocate(R)
+    ref_step = jax.jit(jax.value_and_grad(lambda R, nbrs: energy_fn(R, neighbor=nbrs)))
+
+    def ours():
+        return jax.block_until_ready(_evaluate_batch(pot.params, cfg, "default", graph, slots))
+
+    def theirs():
+        return jax.block_until_ready(ref_step(R, nbrs))
+
+    e_ours, e_ref = float(ours()["energy"][0]), float(theirs()[0])
+    t_ours, t_ref = [], []
+    for _ in range(repeats):
+        t_ours.append(timed(ours, 1)[0])
+        t_ref.append(timed(theirs, 1)[0])
+    m_ours, m_ref = statistics.median(t_ours), statistics.median(t_ref)
+    return {
+        "dpa2_jax_seconds_per_frame": round(m_ours, 4),
+        "deepmd_jax_seconds_per_frame": round(m_ref, 4),
+        "speedup": round(m_ref / m_ours, 2),
+        "energy_difference_eV": abs(e_ours - e_ref),
+        "dpa2_jax_all": [round(t, 4) for t in t_ours],
+        "deepmd_jax_all": [round(t, 4) for t in t_ref],
+    }
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "neighbor_list_100k": neighbor_list_100k,
 }
@@ -170,6 +220,7 @@ for _m in ("small", "medium"):
             lambda a, m=_m, p=_p: inference(m, p, 192, a.repeats)
         )
     CASES[f"reference_{_m}_float64_192"] = lambda a, m=_m: reference_inference(m, 192, a.repeats)
+    CASES[f"compare_{_m}_float64_192"] = lambda a, m=_m: compare(m, a.repeats)
 for _n in (1536, 5184, 12288):
     CASES[f"small_float64_{_n}"] = lambda a, n=_n: inference("small", "float64", n, a.repeats)
 DEFAULT = ["neighbor_list_100k", "small_float64_192", "small_float32_192",
@@ -204,8 +255,8 @@ def main() -> None:
         return
     cases = list(args.cases)
     if args.reference:
-        cases += [c for c in ("reference_small_float64_192", "reference_medium_float64_192")
-                  if c not in cases]  # fmt: skip
+        cases += [c for c in ("compare_small_float64_192", "compare_medium_float64_192",
+                              "reference_small_float64_192") if c not in cases]  # fmt: skip
     results = {name: run_isolated(name, args.repeats) for name in cases}
     for model in ("small", "medium"):
         ours, ref = results.get(f"{model}_float64_192"), results.get(f"reference_{model}_float64_192")
