@@ -94,7 +94,7 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
     (what an MD step costs), and Potential.evaluate end to end (host neighbor list included)."""
     import jax
 
-    from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph
+    from dpa2_jax.graph import batch_graphs, frame_to_graph
     from dpa2_jax.model.potential import Potential, _evaluate_batch
 
     cfg, params = _model(model, precision)
@@ -216,9 +216,7 @@ CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
 }
 for _m in ("small", "medium"):
     for _p in ("float64", "float32"):
-        CASES[f"{_m}_{_p}_192"] = (
-            lambda a, m=_m, p=_p: inference(m, p, 192, a.repeats)
-        )
+        CASES[f"{_m}_{_p}_192"] = lambda a, m=_m, p=_p: inference(m, p, 192, a.repeats)
     CASES[f"reference_{_m}_float64_192"] = lambda a, m=_m: reference_inference(m, 192, a.repeats)
     CASES[f"compare_{_m}_float64_192"] = lambda a, m=_m: compare(m, a.repeats)
 for _n in (1536, 5184, 12288):
@@ -245,8 +243,11 @@ def main() -> None:
         "--cases", nargs="+", choices=sorted(CASES), default=DEFAULT,
         help="cases to run (default: all dpa2_jax cases; add reference_* for DeePMD-kit)",
     )  # fmt: skip
-    parser.add_argument("--reference", action="store_true",
-                        help="also time DeePMD-kit 3.2.0 (JAX backend) on the 192-atom cases")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time DeePMD-kit 3.2.0 (JAX backend) on the 192-atom cases",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -259,7 +260,10 @@ def main() -> None:
                               "reference_small_float64_192") if c not in cases]  # fmt: skip
     results = {name: run_isolated(name, args.repeats) for name in cases}
     for model in ("small", "medium"):
-        ours, ref = results.get(f"{model}_float64_192"), results.get(f"reference_{model}_float64_192")
+        ours, ref = (
+            results.get(f"{model}_float64_192"),
+            results.get(f"reference_{model}_float64_192"),
+        )
         if ours and ref and "error" not in ours and "error" not in ref:
             results[f"speedup_{model}_float64_192"] = round(
                 ref["seconds_per_frame"] / ours["seconds_per_frame"], 2

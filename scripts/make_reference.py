@@ -231,7 +231,9 @@ def write_readme(out: Path, rows, failures, dp_version, jax_version, t_total) ->
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        tr = "/".join(str(r["trunc"].get(k, (0,))[0]) for k in ("repinit", "repformer", "three_body"))
+        tr = "/".join(
+            str(r["trunc"].get(k, (0,))[0]) for k in ("repinit", "repformer", "three_body")
+        )
         lines.append(
             f"| {r['variant']} | {r['geometry']} | {r['nframes']} x {r['natoms']} | "
             f"{r['t_jax']:.1f} | {r['t_np']:.2f} | {max(r['d_e'], r['d_ae']):.1e} | {tr} |"

@@ -108,6 +108,12 @@ def tiny_dp(tiny_config, tiny_params, tmp_path_factory) -> pathlib.Path:
     from dpa2_jax.io.dp_format import write_dp
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.dp"
-    write_dp(path, {"model": to_deepmd(tiny_config, tiny_params),
-                    "model_def_script": model_def_script(tiny_config), "backend": "dpa2_jax"})
+    write_dp(
+        path,
+        {
+            "model": to_deepmd(tiny_config, tiny_params),
+            "model_def_script": model_def_script(tiny_config),
+            "backend": "dpa2_jax",
+        },
+    )
     return path

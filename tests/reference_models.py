@@ -392,8 +392,7 @@ def randomize_variables(
                             continue
                         if isinstance(v, list):
                             val[vname] = [
-                                _random_like(vname, np.asarray(a), cls, rng, zero_davg)
-                                for a in v
+                                _random_like(vname, np.asarray(a), cls, rng, zero_davg) for a in v
                             ]
                         elif isinstance(v, np.ndarray):
                             val[vname] = _random_like(vname, v, cls, rng, zero_davg)
@@ -553,9 +552,7 @@ def reference_eval(dp_path, coords, cells, atom_types) -> dict[str, np.ndarray]:
             out["energy"].append(np.asarray(ret["energy"], dtype=np.float64).reshape(()))
             out["forces"].append(np.asarray(ret["force"], dtype=np.float64).reshape(-1, 3))
             out["virial"].append(np.asarray(ret["virial"], dtype=np.float64).reshape(3, 3))
-            out["atom_energy"].append(
-                np.asarray(ret["atom_energy"], dtype=np.float64).reshape(-1)
-            )
+            out["atom_energy"].append(np.asarray(ret["atom_energy"], dtype=np.float64).reshape(-1))
     return {k: np.stack(v) for k, v in out.items()}
 
 
@@ -594,7 +591,9 @@ def check_virial_strain(dp_path, coords, cells, atom_types, h: float = 1e-5) -> 
             for s in (+1, -1):
                 eps = np.eye(3)
                 eps[i, j] += s * h
-                es.append(reference_energy_numpy(dp_path, x @ eps, c @ eps, atom_types)["energy"][0])
+                es.append(
+                    reference_energy_numpy(dp_path, x @ eps, c @ eps, atom_types)["energy"][0]
+                )
             num[i, j] = -(es[0] - es[1]) / (2 * h)
     return float(np.max(np.abs(vir - num)))
 

@@ -30,8 +30,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("systems", nargs="+", metavar="SYSTEM", help="system, folder or file")
     parser.add_argument("--rcut", type=float, default=6.0, help="cutoff in Angstrom (default 6)")
     parser.add_argument("--sel", type=int, default=120, help="neighbors kept per atom (120)")
-    parser.add_argument("--batch-atoms", type=int, default=2048, metavar="N",
-                        help="atoms per evaluation batch, as in dpa2_jax.Potential (2048)")
+    parser.add_argument(
+        "--batch-atoms",
+        type=int,
+        default=2048,
+        metavar="N",
+        help="atoms per evaluation batch, as in dpa2_jax.Potential (2048)",
+    )
     return parser
 
 
@@ -62,8 +67,15 @@ def run(args: argparse.Namespace) -> int:
         per_batch = max(1, args.batch_atoms // system.natoms)
         for start in range(0, system.nframes, per_batch):
             n_edge = kept[start : start + per_batch]
-            sizes = jraph.GraphsTuple(None, None, None, None, None,
-                                      n_node=np.full(len(n_edge), system.natoms), n_edge=n_edge)
+            sizes = jraph.GraphsTuple(
+                None,
+                None,
+                None,
+                None,
+                None,
+                n_node=np.full(len(n_edge), system.natoms),
+                n_edge=n_edge,
+            )
             shape = padder.sizes(sizes, n_graph=per_batch + 1)
             shapes[shape] = shapes.get(shape, 0) + 1
         totals["frames"] += system.nframes
@@ -72,12 +84,18 @@ def run(args: argparse.Namespace) -> int:
         totals["edges"] += int(counts.sum())
         totals["max"] = max(totals["max"], int(counts.max()))
         totals["over"] += over
-    print(f"systems: {len(systems)} ({totals['periodic']} periodic), frames: {totals['frames']}, "
-          f"atoms (all frames): {totals['atoms']}")
-    print(f"neighbors within rcut={args.rcut:g} A: mean {totals['edges'] / totals['atoms']:.2f}, "
-          f"max {totals['max']}; atoms over sel={args.sel}: {totals['over']}")
-    print(f"padded batch shapes (n_node, n_edge, n_graph): {len(shapes)} -> {len(shapes)} "
-          f"compilations, {sum(shapes.values())} batches")
+    print(
+        f"systems: {len(systems)} ({totals['periodic']} periodic), frames: {totals['frames']}, "
+        f"atoms (all frames): {totals['atoms']}"
+    )
+    print(
+        f"neighbors within rcut={args.rcut:g} A: mean {totals['edges'] / totals['atoms']:.2f}, "
+        f"max {totals['max']}; atoms over sel={args.sel}: {totals['over']}"
+    )
+    print(
+        f"padded batch shapes (n_node, n_edge, n_graph): {len(shapes)} -> {len(shapes)} "
+        f"compilations, {sum(shapes.values())} batches"
+    )
     for shape, n in sorted(shapes.items()):
         print(f"  {shape}: {n} batches")
     return 0

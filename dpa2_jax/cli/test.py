@@ -46,10 +46,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="MODEL", help="model directory or .dp file")
     parser.add_argument("systems", nargs="+", metavar="SYSTEM", help="system, folder or file")
     parser.add_argument("--head", default=None, help="head of a multi-head model")
-    parser.add_argument("--detail-file", metavar="PREFIX", default=None,
-                        help="write PREFIX.e.out, .e_peratom.out, .f.out, .v.out, .v_peratom.out")
-    parser.add_argument("-n", "--numb-test", type=int, default=0, metavar="N",
-                        help="test the first N frames of each system (0: all, the default)")
+    parser.add_argument(
+        "--detail-file",
+        metavar="PREFIX",
+        default=None,
+        help="write PREFIX.e.out, .e_peratom.out, .f.out, .v.out, .v_peratom.out",
+    )
+    parser.add_argument(
+        "-n",
+        "--numb-test",
+        type=int,
+        default=0,
+        metavar="N",
+        help="test the first N frames of each system (0: all, the default)",
+    )
     parser.add_argument("--batch-atoms", type=int, default=2048, metavar="N",
                         help="atoms evaluated per jitted call (default 2048)")  # fmt: skip
     return parser

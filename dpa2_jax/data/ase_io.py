@@ -98,8 +98,10 @@ def _stack(values: list, name: str, where: str):
     if len(missing) == len(values):
         return None
     if missing:
-        raise DataError(f"{where}: {name} given in some frames but missing in frame "
-                        f"{missing[0]} (and {len(missing) - 1} more); label every frame or none")
+        raise DataError(
+            f"{where}: {name} given in some frames but missing in frame "
+            f"{missing[0]} (and {len(missing) - 1} more); label every frame or none"
+        )
     try:
         return np.stack([np.asarray(v, dtype=np.float64) for v in values])
     except ValueError as err:
@@ -134,15 +136,21 @@ def atoms_to_system(
     labels = []
     for i, atoms in enumerate(frames):
         if atoms.get_chemical_symbols() != symbols:
-            raise DataError(f"{path}: frame {i} has symbols {atoms.get_chemical_formula()} "
-                            f"(in order) different from frame 0 "
-                            f"({frames[0].get_chemical_formula()}); frames must share atoms")
+            raise DataError(
+                f"{path}: frame {i} has symbols {atoms.get_chemical_formula()} "
+                f"(in order) different from frame 0 "
+                f"({frames[0].get_chemical_formula()}); frames must share atoms"
+            )
         if atoms.pbc.any() and not atoms.pbc.all():
-            raise DataError(f"{path}: frame {i} has pbc={atoms.pbc.tolist()}; mixed "
-                            "periodicity is unsupported (use all True or all False)")
+            raise DataError(
+                f"{path}: frame {i} has pbc={atoms.pbc.tolist()}; mixed "
+                "periodicity is unsupported (use all True or all False)"
+            )
         if bool(atoms.pbc.all()) != pbc:
-            raise DataError(f"{path}: frame {i} has pbc={atoms.pbc.tolist()} but frame 0 "
-                            f"has pbc={frames[0].pbc.tolist()}")
+            raise DataError(
+                f"{path}: frame {i} has pbc={atoms.pbc.tolist()} but frame 0 "
+                f"has pbc={frames[0].pbc.tolist()}"
+            )
         try:
             labels.append(atoms_labels(atoms))
         except DataError as err:
@@ -203,12 +211,17 @@ def system_to_atoms(system: System, frame: int) -> ase.Atoms:
         raise DataError(f"{system.path}: frame {frame} out of range ({system.nframes} frames)")
     symbols = [system.type_map[t] for t in system.atom_types]
     try:
-        atoms = ase.Atoms(symbols=symbols, positions=system.coords[frame],
-                          cell=None if system.cells is None else system.cells[frame],
-                          pbc=system.pbc)
+        atoms = ase.Atoms(
+            symbols=symbols,
+            positions=system.coords[frame],
+            cell=None if system.cells is None else system.cells[frame],
+            pbc=system.pbc,
+        )
     except (KeyError, ValueError) as err:
-        raise DataError(f"{system.path}: type map {list(system.type_map)} is not a list of "
-                        f"chemical symbols ({err})") from err
+        raise DataError(
+            f"{system.path}: type map {list(system.type_map)} is not a list of "
+            f"chemical symbols ({err})"
+        ) from err
     results = {}
     if system.energies is not None:
         results["energy"] = float(system.energies[frame])

@@ -64,13 +64,16 @@ def load_npy(file: pathlib.Path) -> np.ndarray:
     except (OSError, ValueError, EOFError) as err:
         raise DataError(f"{file}: cannot read .npy file ({type(err).__name__}: {err})") from err
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        raise DataError(f"{file}: expected a real numeric array, got dtype "
-                        f"{getattr(array, 'dtype', type(array))}")
+        raise DataError(
+            f"{file}: expected a real numeric array, got dtype "
+            f"{getattr(array, 'dtype', type(array))}"
+        )
     return array.astype(np.float64)
 
 
-def _per_frame(array: np.ndarray, file: pathlib.Path, width: int, nframes: int | None,
-               natoms: int) -> np.ndarray:
+def _per_frame(
+    array: np.ndarray, file: pathlib.Path, width: int, nframes: int | None, natoms: int
+) -> np.ndarray:
     """Reshapes a stored array to [nframes, width], checking frame count and width."""
     if array.ndim == 0:
         raise DataError(f"{file}: expected one row per frame, got a scalar")
@@ -78,11 +81,14 @@ def _per_frame(array: np.ndarray, file: pathlib.Path, width: int, nframes: int |
         array = array[None]  # a single frame stored flat
     flat = array.reshape(array.shape[0], -1)  # [nframes, width]
     if nframes is not None and flat.shape[0] != nframes:
-        raise DataError(f"{file}: {flat.shape[0]} frames, but coord.npy in the same set has "
-                        f"{nframes}")
+        raise DataError(
+            f"{file}: {flat.shape[0]} frames, but coord.npy in the same set has {nframes}"
+        )
     if flat.shape[1] != width:
-        raise DataError(f"{file}: expected {width} values per frame (natoms = {natoms} from "
-                        f"type.raw), got {flat.shape[1]} (array shape {array.shape})")
+        raise DataError(
+            f"{file}: expected {width} values per frame (natoms = {natoms} from "
+            f"type.raw), got {flat.shape[1]} (array shape {array.shape})"
+        )
     return flat
 
 
@@ -92,11 +98,15 @@ def _read_set(set_dir: pathlib.Path, natoms: int, pbc: bool) -> dict[str, np.nda
     if not coord_file.is_file():
         raise DataError(f"{set_dir}: no coord.npy (empty or incomplete set folder)")
     if (set_dir / "real_atom_types.npy").exists():
-        raise DataError(f"{set_dir}: real_atom_types.npy (DeePMD mixed-type format) is not "
-                        "supported; convert to one system per composition")
+        raise DataError(
+            f"{set_dir}: real_atom_types.npy (DeePMD mixed-type format) is not "
+            "supported; convert to one system per composition"
+        )
     if pbc and not (set_dir / "box.npy").is_file():
-        raise DataError(f"{set_dir}: no box.npy; add an empty 'nopbc' file to "
-                        f"{set_dir.parent} if the system is not periodic")
+        raise DataError(
+            f"{set_dir}: no box.npy; add an empty 'nopbc' file to "
+            f"{set_dir.parent} if the system is not periodic"
+        )
     arrays, nframes = {}, None
     for name, (filename, width) in _FILES.items():
         file = set_dir / filename
@@ -114,16 +124,19 @@ def _read_set(set_dir: pathlib.Path, natoms: int, pbc: bool) -> dict[str, np.nda
     return arrays
 
 
-def _concatenate_sets(per_set: list[dict[str, np.ndarray]],
-                      set_dirs: list[pathlib.Path]) -> dict[str, np.ndarray | None]:
+def _concatenate_sets(
+    per_set: list[dict[str, np.ndarray]], set_dirs: list[pathlib.Path]
+) -> dict[str, np.ndarray | None]:
     """Joins per-set arrays along frames; a label must be in every set or in none."""
     joined = {}
     for name, (filename, _) in _FILES.items():
         present = [name in arrays for arrays in per_set]
         if any(present) and not all(present):
             missing = [str(d) for d, p in zip(set_dirs, present) if not p]
-            raise DataError(f"{filename} is present in some sets but missing in {missing}; "
-                            "every set must hold the same labels")
+            raise DataError(
+                f"{filename} is present in some sets but missing in {missing}; "
+                "every set must hold the same labels"
+            )
         joined[name] = np.concatenate([a[name] for a in per_set]) if all(present) else None
     return joined
 
@@ -141,8 +154,10 @@ def read_type_raw(file: pathlib.Path) -> np.ndarray:
         raise DataError(f"{file}: empty; expected one type index per atom")
     bad = np.flatnonzero((types < 0) | (types > np.iinfo(np.int32).max))
     if bad.size:
-        raise DataError(f"{file}: type index {int(types[bad[0]])} of atom {int(bad[0])} is "
-                        "negative or too large")
+        raise DataError(
+            f"{file}: type index {int(types[bad[0]])} of atom {int(bad[0])} is "
+            "negative or too large"
+        )
     return types.astype(np.int32)
 
 
@@ -178,19 +193,28 @@ def read_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = No
     own_map = read_type_map_raw(root / "type_map.raw")
     if own_map is None:
         if type_map is None:
-            raise DataError(f"{root / 'type_map.raw'}: missing, and no model type_map given; "
-                            "cannot tell which element each type index in type.raw is")
+            raise DataError(
+                f"{root / 'type_map.raw'}: missing, and no model type_map given; "
+                "cannot tell which element each type index in type.raw is"
+            )
         own_map = check_type_map(type_map)
-        warnings.warn(f"{root}: no type_map.raw; assuming type.raw indexes the model type map "
-                      f"{list(own_map)}", stacklevel=2)
+        warnings.warn(
+            f"{root}: no type_map.raw; assuming type.raw indexes the model type map "
+            f"{list(own_map)}",
+            stacklevel=2,
+        )
     check_atom_types(atom_types, own_map, str(root / "type.raw"))
     set_dirs = sorted(p for p in root.glob("set.*") if p.is_dir())
     if not set_dirs:
         raise DataError(f"{root}: no set.* folder (expected set.000/coord.npy, ...)")
     pbc = not (root / "nopbc").exists()
     per_set = [_read_set(d, atom_types.size, pbc) for d in set_dirs]
-    system = System(path=str(root), type_map=own_map, atom_types=atom_types,
-                    **_concatenate_sets(per_set, set_dirs))
+    system = System(
+        path=str(root),
+        type_map=own_map,
+        atom_types=atom_types,
+        **_concatenate_sets(per_set, set_dirs),
+    )
     if type_map is not None:
         system = map_types(system, type_map, where=str(root / "type_map.raw"))
     return system

@@ -100,8 +100,10 @@ def validate_system(system: System) -> None:
     if len(set(system.type_map)) != len(system.type_map):
         raise DataError(f"{where}: type map {list(system.type_map)} repeats an element")
     if system.atom_types.ndim != 1 or system.atom_types.size == 0:
-        raise DataError(f"{where}: atom_types must be a non-empty [natoms] array, got "
-                        f"shape {system.atom_types.shape}")
+        raise DataError(
+            f"{where}: atom_types must be a non-empty [natoms] array, got "
+            f"shape {system.atom_types.shape}"
+        )
     check_atom_types(system.atom_types, system.type_map, f"{where}: atom_types")
     nframes, natoms = len(system.coords) if system.coords.ndim else 0, system.natoms
     if nframes == 0:
@@ -214,8 +216,9 @@ def select_frames(system: System, idx: int | slice | Sequence[int] | np.ndarray)
     try:
         frame_ids = np.arange(system.nframes)[idx]
     except IndexError as err:
-        raise DataError(f"{system.path}: cannot select frames {idx!r} of {system.nframes}: "
-                        f"{err}") from err
+        raise DataError(
+            f"{system.path}: cannot select frames {idx!r} of {system.nframes}: {err}"
+        ) from err
     if frame_ids.size == 0:
         raise DataError(f"{system.path}: frame selection {idx!r} is empty")
     take = lambda a: None if a is None else a[frame_ids]  # noqa: E731

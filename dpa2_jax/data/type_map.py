@@ -33,8 +33,7 @@ def check_type_map(type_map: Sequence[str], where: str = "model type_map") -> tu
       DataError: if empty, a bare string, with empty entries or repeated symbols.
     """
     if isinstance(type_map, str):
-        raise DataError(f"{where}: expected a list of element symbols, got the string "
-                        f"{type_map!r}")
+        raise DataError(f"{where}: expected a list of element symbols, got the string {type_map!r}")
     symbols = tuple(str(s).strip() for s in type_map)
     if not symbols or any(not s for s in symbols):
         raise DataError(f"{where}: must be a non-empty list of symbols, got {list(type_map)}")

@@ -1,10 +1,10 @@
 """The DPA-2 descriptor, composed in the paper's order (DeePMD's ``DescrptDPA2.call``).
 
-    T      = type embedding
-    g1     = W [repinit(R~_6A) , three_body(R~_4A)]      (W only when widths differ)
-           (+ W' T_i  with add_tebd_to_repinit_out)
-    g1     = repformers(g1, R~_4A)
-    D_i    = [g1_i, T_i]                                   (concat_output_tebd)
+T      = type embedding
+g1     = W [repinit(R~_6A) , three_body(R~_4A)]      (W only when widths differ)
+       (+ W' T_i  with add_tebd_to_repinit_out)
+g1     = repformers(g1, R~_4A)
+D_i    = [g1_i, T_i]                                   (concat_output_tebd)
 """
 
 from __future__ import annotations
@@ -142,5 +142,7 @@ def truncation_is_exact(params: Params, cfg: DescriptorConfig) -> tuple[bool, bo
 
     ri, rf = cfg.repinit, cfg.repformer
     three = ri.use_three_body and not np.any(np.asarray(params["three_body"]["davg"])[..., 1:])
-    attention = rf.update_g1_has_attn or (rf.nlayers > 1 and (rf.update_g2_has_attn or rf.update_h2))
+    attention = rf.update_g1_has_attn or (
+        rf.nlayers > 1 and (rf.update_g2_has_attn or rf.update_h2)
+    )
     return bool(three), bool(not (cfg.smooth and attention))

@@ -84,11 +84,15 @@ def dense_neighborhood(
     first_node = (jnp.cumsum(graph.n_node) - graph.n_node)[node_graph]  # [n_node]
     slot = graph.edges["slot"]
     row = jnp.where((slot >= 0) & (slot < sel), graph.receivers, n_node)  # drop padding edges
-    index = jnp.full((n_node, sel), -1, jnp.int32).at[row, slot].set(
-        graph.senders.astype(jnp.int32), mode="drop"
+    index = (
+        jnp.full((n_node, sel), -1, jnp.int32)
+        .at[row, slot]
+        .set(graph.senders.astype(jnp.int32), mode="drop")
     )
-    shifts = jnp.zeros((n_node, sel, 3), positions.dtype).at[row, slot].set(
-        graph.edges["shifts"].astype(positions.dtype), mode="drop"
+    shifts = (
+        jnp.zeros((n_node, sel, 3), positions.dtype)
+        .at[row, slot]
+        .set(graph.edges["shifts"].astype(positions.dtype), mode="drop")
     )
     mask = index >= 0
     index = jnp.where(mask, index, first_node[:, None])

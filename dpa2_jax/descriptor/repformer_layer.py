@@ -67,7 +67,10 @@ def init(key: PRNGKey, cfg: RepformerConfig, update_g2: bool, dtype) -> Params:
         nh, hid = cfg.attn2_nhead, cfg.attn2_hidden
         p["attn2g_map"] = {"mapqk": lin(g2d, 2 * hid * nh, bias=False)}
         if cfg.update_g2_has_attn:
-            p["attn2_mh_apply"] = {"mapv": lin(g2d, g2d * nh, False), "head_map": lin(g2d * nh, g2d)}
+            p["attn2_mh_apply"] = {
+                "mapv": lin(g2d, g2d * nh, False),
+                "head_map": lin(g2d * nh, g2d),
+            }
             p["attn2_lm"] = {"w": jnp.ones((g2d,), dtype), "b": jnp.zeros((g2d,), dtype)}
             g2_res.append(res(g2d))
         if cfg.update_h2:
@@ -138,14 +141,23 @@ def apply(
             g2_updates.append(dense(p["proj_g1g1g2"], g1g1))
         if "attn2g_map" in p:
             attn = attention.pair_attention_map(
-                p["attn2g_map"], g2, h2, mask, sw, cfg.attn2_hidden, cfg.attn2_nhead,
-                cfg.attn2_has_gate, smooth,
+                p["attn2g_map"],
+                g2,
+                h2,
+                mask,
+                sw,
+                cfg.attn2_hidden,
+                cfg.attn2_nhead,
+                cfg.attn2_has_gate,
+                smooth,
             )  # [n_node, nhead, sel, sel]
             if cfg.update_g2_has_attn:
                 g2_att = attention.pair_attention_apply(p["attn2_mh_apply"], attn, g2)
                 g2_updates.append(layer_norm(p["attn2_lm"], g2_att, cfg.ln_eps))
             if cfg.update_h2:
-                h2_updates.append(attention.pair_attention_equivariant(p["attn2_ev_apply"], attn, h2))
+                h2_updates.append(
+                    attention.pair_attention_equivariant(p["attn2_ev_apply"], attn, h2)
+                )
     if cfg.update_g1_has_conv:
         conv = _conv(p, cfg, smooth, gg1, g2, mask, sw)
         (g1_updates if cfg.g1_out_conv else g1_mlp_in).append(conv)

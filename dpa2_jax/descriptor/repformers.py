@@ -1,8 +1,8 @@
 """The repformer stack (DeePMD's ``DescrptBlockRepformers``).
 
-    g1 <- act(g1 from repinit);  g2 <- act(W s~_ij + b);  h2 <- r~_ij (the normalised
-    environment matrix's last three columns; with direct_dist: |r_ij| / rcut and r_ij / rcut)
-    then ``nlayers`` repformer layers; the last one updates g1 only.
+g1 <- act(g1 from repinit);  g2 <- act(W s~_ij + b);  h2 <- r~_ij (the normalised
+environment matrix's last three columns; with direct_dist: |r_ij| / rcut and r_ij / rcut)
+then ``nlayers`` repformer layers; the last one updates g1 only.
 """
 
 from __future__ import annotations

@@ -36,9 +36,7 @@ def init(key: PRNGKey, cfg: RepinitConfig, ntypes: int, dtype) -> Params:
     return params
 
 
-def pair_type_table(
-    strip_layers: list[Params], tebd: Array, act: str, one_side: bool
-) -> Array:
+def pair_type_table(strip_layers: list[Params], tebd: Array, act: str, one_side: bool) -> Array:
     """N_t over type pairs. tebd: [n_type + 1, tebd_dim] -> [n_type + 1, n_type + 1, ng]
     indexed [center, neighbor] (or [n_type + 1, ng] by neighbor when one_side)."""
     if one_side:

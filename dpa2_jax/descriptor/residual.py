@@ -1,8 +1,8 @@
 """How a repformer layer combines a representation with its updates u_1..u_m.
 
-    res_avg:      (x + sum_k u_k) / sqrt(m + 1)
-    res_incr:     x + sum_k u_k / sqrt(m)
-    res_residual: x + sum_k a_k * u_k       (a_k learnable vectors, DeePMD's *_residual)
+res_avg:      (x + sum_k u_k) / sqrt(m + 1)
+res_incr:     x + sum_k u_k / sqrt(m)
+res_residual: x + sum_k a_k * u_k       (a_k learnable vectors, DeePMD's *_residual)
 """
 
 from __future__ import annotations

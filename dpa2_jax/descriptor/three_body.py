@@ -68,7 +68,9 @@ def apply(
         d_in, d_out = layers[0]["w"].shape
         t_nei = tebd[nei_species]  # [n_node, sel3, tebd_dim]
         if d_out in (d_in, 2 * d_in):  # residual first layer: needs the explicit input
-            xs = [e] + [jnp.broadcast_to(t_nei[:, :, None, c], e.shape) for c in range(cfg.tebd_dim)]
+            xs = [e] + [
+                jnp.broadcast_to(t_nei[:, :, None, c], e.shape) for c in range(cfg.tebd_dim)
+            ]
             xs += [jnp.broadcast_to(t_nei[:, None, :, c], e.shape) for c in range(cfg.tebd_dim)]
             g = network_channels(layers, xs, act)
         else:
@@ -76,9 +78,7 @@ def apply(
             w = first_layer_split(layers[0], [1, cfg.tebd_dim, cfg.tebd_dim])
             p_j = (tebd @ w[1])[nei_species]  # [n_node, sel3, d_out]
             p_k = (tebd @ w[2])[nei_species]
-            pre = [
-                e * w[0][0, c] + p_j[:, :, None, c] + p_k[:, None, :, c] for c in range(d_out)
-            ]
+            pre = [e * w[0][0, c] + p_j[:, :, None, c] + p_k[:, None, :, c] for c in range(d_out)]
             g = network_channels(layers, pre, act, first_pre=True)
     else:
         g_s = network_channels(layers, [e], act)

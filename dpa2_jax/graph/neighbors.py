@@ -184,8 +184,14 @@ def _sort_order(
         in_run = np.flatnonzero(np.concatenate([tie, [False]]) | np.concatenate([[False], tie]))
         sub = order[in_run]
         sub_order = np.lexsort(
-            (shifts[sub, 2], shifts[sub, 1], shifts[sub, 0], neighbors[sub], distances[sub],
-             centers[sub])
+            (
+                shifts[sub, 2],
+                shifts[sub, 1],
+                shifts[sub, 0],
+                neighbors[sub],
+                distances[sub],
+                centers[sub],
+            )
         )
         order[in_run] = sub[sub_order]
     return order

@@ -28,7 +28,10 @@ VERSION = 1
 
 
 def save_model(
-    path: str | os.PathLike, cfg: ModelConfig, params: Params, metadata: dict | None = None,
+    path: str | os.PathLike,
+    cfg: ModelConfig,
+    params: Params,
+    metadata: dict | None = None,
     overwrite: bool = False,
 ) -> None:
     """Writes a model directory at ``path``."""

@@ -43,7 +43,9 @@ def model_config(model: dict[str, Any], head: str = DEFAULT_HEAD) -> ModelConfig
     if desc.get("type") != "dpa2":
         raise ConfigError(f"descriptor type {desc.get('type')!r} is not supported (only 'dpa2')")
     if fitting.get("type", "ener") != "ener":
-        raise ConfigError(f"fitting_net type {fitting.get('type')!r} is not supported (only 'ener')")
+        raise ConfigError(
+            f"fitting_net type {fitting.get('type')!r} is not supported (only 'ener')"
+        )
     if desc.get("use_econf_tebd"):
         raise ConfigError("descriptor option use_econf_tebd=True is not supported")
     for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):

@@ -62,7 +62,9 @@ def descriptor_config(d: dict) -> DescriptorConfig:
         raise ConfigError(f"descriptor type {d.get('type')!r} is not supported (only 'dpa2')")
     _check_version(d, "descriptor dpa2", SUPPORTED_VERSIONS["dpa2"])
     if d.get("@version", 1) >= 4 or "compress" in d.get("repinit_variable", {}):
-        raise ConfigError("compressed DPA-2 models are not supported; convert the uncompressed model")
+        raise ConfigError(
+            "compressed DPA-2 models are not supported; convert the uncompressed model"
+        )
     if d.get("use_econf_tebd", False):
         raise ConfigError("descriptor option use_econf_tebd=True is not supported")
     repformer_args = dict(d["repformer_args"])
@@ -280,12 +282,12 @@ def _env_mat(rcut: float, rcut_smth: float) -> dict:
 
 
 def _args(cfg) -> dict:
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
-    }
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def _repformer_layer_dict(p: Params, cfg: RepformerConfig, ntypes: int, last: bool, prec: str) -> dict:
+def _repformer_layer_dict(
+    p: Params, cfg: RepformerConfig, ntypes: int, last: bool, prec: str
+) -> dict:
     update_g2 = not last
 
     def lin(key):
@@ -431,11 +433,19 @@ def descriptor_to_deepmd(params: Params, cfg: DescriptorConfig, type_map) -> dic
         "use_tebd_bias": cfg.use_tebd_bias,
         "type_map": list(type_map),
         "type_embedding": {
-            "@class": "TypeEmbedNet", "@version": 2, "ntypes": ntypes,
-            "neuron": [ri.tebd_dim], "resnet_dt": False, "precision": prec,
-            "activation_function": "Linear", "trainable": True, "padding": True,
-            "use_econf_tebd": False, "use_tebd_bias": cfg.use_tebd_bias,
-            "type_map": list(type_map), "embedding": tebd_net,
+            "@class": "TypeEmbedNet",
+            "@version": 2,
+            "ntypes": ntypes,
+            "neuron": [ri.tebd_dim],
+            "resnet_dt": False,
+            "precision": prec,
+            "activation_function": "Linear",
+            "trainable": True,
+            "padding": True,
+            "use_econf_tebd": False,
+            "use_tebd_bias": cfg.use_tebd_bias,
+            "type_map": list(type_map),
+            "embedding": tebd_net,
         },  # fmt: skip
         "g1_shape_tranform": _g1_shape_transform(params, cfg),
         "repinit_variable": block(params["repinit"], ri.rcut, ri.rcut_smth),

@@ -37,7 +37,9 @@ def read_dp(path: str | os.PathLike) -> dict:
     try:
         with h5py.File(path, "r") as f:
             if "json" not in f.attrs:
-                raise CheckpointError(f"{path}: HDF5 file without the 'json' attribute of a .dp model")
+                raise CheckpointError(
+                    f"{path}: HDF5 file without the 'json' attribute of a .dp model"
+                )
             data = json.loads(f.attrs["json"])
 
             def load(name):

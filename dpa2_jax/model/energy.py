@@ -1,7 +1,7 @@
 """Graph -> atomic energies -> energy per graph.
 
-    E_i = fitting_head(D_i) + out_bias_head[t_i]     (zero for atom_exclude_types)
-    E_g = sum over the real atoms i of graph g
+E_i = fitting_head(D_i) + out_bias_head[t_i]     (zero for atom_exclude_types)
+E_g = sum over the real atoms i of graph g
 """
 
 from __future__ import annotations
@@ -74,7 +74,5 @@ def atomic_energies(
 def graph_energies(graph: jraph.GraphsTuple, atomic: Array) -> Array:
     """Sum of atomic energies per graph. atomic: [n_node] -> [n_graph]."""
     n_graph = graph.n_node.shape[0]
-    node_graph = jnp.repeat(
-        jnp.arange(n_graph), graph.n_node, total_repeat_length=atomic.shape[0]
-    )
+    node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=atomic.shape[0])
     return jax.ops.segment_sum(atomic, node_graph, num_segments=n_graph)

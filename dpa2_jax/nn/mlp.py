@@ -92,9 +92,7 @@ def dense(params: Params, x: Array, act: str = "none", resnet: bool = False) -> 
     return y
 
 
-def network(
-    layers: Sequence[Params], x: Array, act: str, linear_output: bool = False
-) -> Array:
+def network(layers: Sequence[Params], x: Array, act: str, linear_output: bool = False) -> Array:
     """An embedding network (every layer residual, activated), or with ``linear_output`` a
     fitting network whose last layer is linear without residual. x: [..., d_in]."""
     n = len(layers)

@@ -122,8 +122,12 @@ def test_mismatched_descriptors_name_the_variable(tiny_config, tiny_params, tmp_
     merge_heads([("a", tiny_config, tiny_params), ("b", tiny_config, tiny)])
     smooth = dataclasses.replace(tiny_config.descriptor, smooth=False)
     with pytest.raises(ConfigError, match="descriptor.smooth"):
-        merge_heads([("a", tiny_config, tiny_params),
-                     ("b", dataclasses.replace(tiny_config, descriptor=smooth), tiny_params)])
+        merge_heads(
+            [
+                ("a", tiny_config, tiny_params),
+                ("b", dataclasses.replace(tiny_config, descriptor=smooth), tiny_params),
+            ]
+        )
     with pytest.raises(ConfigError, match="repeat"):
         merge_heads([("a", tiny_config, tiny_params), ("a", tiny_config, tiny_params)])
 
@@ -158,8 +162,9 @@ def test_test_command_reports_and_detail_files(tiny_dp, tmp_path, capsys):
     np.testing.assert_allclose(e[:, 0], labels)
     pot = dpa2_jax.load(tiny_dp)
     water = read_npy_system(WATER_3).select_frames([0, 1])
-    np.testing.assert_allclose(e[6:, 1], pot.evaluate(water.coords, water.cells,
-                                                      water.atom_types)["energy"], rtol=1e-12)
+    np.testing.assert_allclose(
+        e[6:, 1], pot.evaluate(water.coords, water.cells, water.atom_types)["energy"], rtol=1e-12
+    )
     np.testing.assert_allclose(np.loadtxt(prefix + ".e_peratom.out"), e / 192)
     shapes = {".f.out": (8 * 192, 6), ".v.out": (8, 18), ".v_peratom.out": (8, 18)}
     for suffix, shape in shapes.items():
@@ -214,8 +219,12 @@ def test_metrics_weights_and_virials():
     assert m["energy_per_atom"]["rmse"] == pytest.approx(1 / 384)
     assert m["forces"]["count"] == 3 * 384 * 3 and m["forces"]["mae"] == pytest.approx(0.5)
     assert m["virial"]["rmse"] == pytest.approx(2.0) and m["virial"]["count"] == 27
-    merged = merge_metrics([{"energy": error_stats([1.0], [0.0])},
-                            {"energy": error_stats([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])}])
+    merged = merge_metrics(
+        [
+            {"energy": error_stats([1.0], [0.0])},
+            {"energy": error_stats([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])},
+        ]
+    )
     assert merged["energy"]["mae"] == pytest.approx(0.25)
     assert merged["energy"]["rmse"] == pytest.approx(0.5)
 

@@ -21,8 +21,9 @@ def make_frames(n=3, pbc=True, stress=True):
     frames = []
     for i in range(n):
         cell = np.diag([5.0, 6.0, 7.0]) + 0.1 * i * np.eye(3)[::-1]
-        atoms = ase.Atoms("OH2", positions=rng.uniform(0, 4, (3, 3)),
-                          cell=cell if pbc else None, pbc=pbc)
+        atoms = ase.Atoms(
+            "OH2", positions=rng.uniform(0, 4, (3, 3)), cell=cell if pbc else None, pbc=pbc
+        )
         results = {"energy": -10.0 - i, "forces": rng.normal(size=(3, 3))}
         if stress:
             results["stress"] = rng.normal(size=6) * 1e-2  # Voigt, eV/A^3
@@ -55,8 +56,12 @@ def test_extxyz_labels_and_virial(tmp_path):
 
 def test_virial_sign_is_minus_strain_derivative():
     """DeePMD's virial is -dE/d(strain); pinned with finite differences of an LJ energy."""
-    atoms = ase.Atoms("Ar4", positions=[[0, 0, 0], [1.9, 0.2, 0], [0.1, 2.1, 0.3],
-                                        [0.2, 0.1, 2.2]], cell=np.diag([4.0, 4.2, 4.4]), pbc=True)
+    atoms = ase.Atoms(
+        "Ar4",
+        positions=[[0, 0, 0], [1.9, 0.2, 0], [0.1, 2.1, 0.3], [0.2, 0.1, 2.2]],
+        cell=np.diag([4.0, 4.2, 4.4]),
+        pbc=True,
+    )
     atoms.calc = LennardJones(sigma=1.8, epsilon=0.1, rc=3.0, smooth=True)
     atoms.get_stress()  # readers take stored results only; they never run a calculator
     virial = atoms_to_system(atoms).virials[0]
@@ -95,8 +100,9 @@ def test_info_and_arrays_without_calculator():
     np.testing.assert_array_equal(s.virials[0], np.arange(9.0).reshape(3, 3))
 
 
-@pytest.mark.parametrize("folder", ["water_virial_384", "cho_molecules/C4H3O1",
-                                    "chno_molecules/H8C4N2O"])
+@pytest.mark.parametrize(
+    "folder", ["water_virial_384", "cho_molecules/C4H3O1", "chno_molecules/H8C4N2O"]
+)
 def test_npy_atoms_round_trip(tmp_path, folder):
     ref = read_npy_system(SYSTEMS / folder).select_frames([0, 1, 2])
     frames = [system_to_atoms(ref, i) for i in range(3)]
@@ -117,9 +123,14 @@ def test_npy_atoms_round_trip(tmp_path, folder):
 
 def test_different_symbols(tmp_path):
     frames = make_frames(2)
-    frames.append(ase.Atoms("HOH", positions=np.zeros((3, 3)) + [[0, 0, 0], [1, 0, 0],
-                                                                 [0, 1, 0]],
-                            cell=np.eye(3) * 5, pbc=True))
+    frames.append(
+        ase.Atoms(
+            "HOH",
+            positions=np.zeros((3, 3)) + [[0, 0, 0], [1, 0, 0], [0, 1, 0]],
+            cell=np.eye(3) * 5,
+            pbc=True,
+        )
+    )
     file = tmp_path / "f.extxyz"
     ase.io.write(file, frames, format="extxyz")
     with pytest.raises(DataError, match=r"f\.extxyz: frame 2 has symbols"):
@@ -139,8 +150,11 @@ def test_mixed_pbc(tmp_path):
 def test_partial_labels():
     frames = make_frames(3)
     frames[2].calc = None
-    with pytest.raises(DataError, match=r"x\.xyz: energies given in some frames but missing "
-                                        "in frame 2"):
+    with pytest.raises(
+        DataError,
+        match=r"x\.xyz: energies given in some frames but missing "
+        "in frame 2",
+    ):
         atoms_to_system(frames, path="x.xyz")
 
 

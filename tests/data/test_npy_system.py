@@ -26,8 +26,17 @@ BUNDLED = [
 ]
 
 
-def write_system(root, nframes=2, natoms=3, types=(0, 1, 1), type_map=("O", "H"),
-                 sets=1, pbc=True, with_virial=False, **overrides):
+def write_system(
+    root,
+    nframes=2,
+    natoms=3,
+    types=(0, 1, 1),
+    type_map=("O", "H"),
+    sets=1,
+    pbc=True,
+    with_virial=False,
+    **overrides,
+):
     """Writes a small valid npy system to `root`; `overrides` replace set.000 arrays."""
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -137,8 +146,14 @@ def test_missing_type_map_raw(tmp_path):
 
 
 def test_single_frame_flat_arrays(tmp_path):
-    root = write_system(tmp_path / "s", nframes=1, coord=np.ones(9), energy=np.ones(1),
-                        force=np.ones(9), box=np.eye(3).ravel() * 5)
+    root = write_system(
+        tmp_path / "s",
+        nframes=1,
+        coord=np.ones(9),
+        energy=np.ones(1),
+        force=np.ones(9),
+        box=np.eye(3).ravel() * 5,
+    )
     s = read_npy_system(root)
     assert s.coords.shape == (1, 3, 3) and s.cells.shape == (1, 3, 3)
 
@@ -165,6 +180,7 @@ def test_system_validates_on_construction():
 
 
 # ---- bad input: every message names the file (or set) and the problem ----------------------
+
 
 def test_missing_type_raw(tmp_path):
     root = write_system(tmp_path / "s")
@@ -201,27 +217,46 @@ def test_missing_box_without_nopbc(tmp_path):
         read_npy_system(root)
 
 
-@pytest.mark.parametrize("name,shape", [
-    ("force", (3, 9)), ("energy", (3,)), ("box", (3, 9)), ("virial", (1, 9)),
-])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("force", (3, 9)),
+        ("energy", (3,)),
+        ("box", (3, 9)),
+        ("virial", (1, 9)),
+    ],
+)
 def test_frame_count_mismatch(tmp_path, name, shape):
     root = write_system(tmp_path / "s", with_virial=True, **{name: np.ones(shape)})
-    with pytest.raises(DataError, match=rf"set\.000/{name}\.npy: {shape[0]} frames, but "
-                                        r"coord\.npy in the same set has 2"):
+    with pytest.raises(
+        DataError,
+        match=rf"set\.000/{name}\.npy: {shape[0]} frames, but "
+        r"coord\.npy in the same set has 2",
+    ):
         read_npy_system(root)
 
 
 @pytest.mark.parametrize("name", ["coord", "force"])
 def test_wrong_atom_count(tmp_path, name):
     root = write_system(tmp_path / "s", **{name: np.ones((2, 12))})
-    with pytest.raises(DataError, match=rf"{name}\.npy: expected 9 values per frame "
-                                        r"\(natoms = 3 from type\.raw\), got 12"):
+    with pytest.raises(
+        DataError,
+        match=rf"{name}\.npy: expected 9 values per frame "
+        r"\(natoms = 3 from type\.raw\), got 12",
+    ):
         read_npy_system(root)
 
 
-@pytest.mark.parametrize("name,shape", [
-    ("coord", (2, 9)), ("box", (2, 9)), ("energy", (2,)), ("force", (2, 9)), ("virial", (2, 9)),
-])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("coord", (2, 9)),
+        ("box", (2, 9)),
+        ("energy", (2,)),
+        ("force", (2, 9)),
+        ("virial", (2, 9)),
+    ],
+)
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite(tmp_path, name, shape, bad):
     value = np.eye(3).ravel() * 5 if name == "box" else np.zeros(9)
@@ -234,15 +269,21 @@ def test_non_finite(tmp_path, name, shape, bad):
 
 def test_type_index_out_of_range(tmp_path):
     root = write_system(tmp_path / "s", types=(0, 1, 2))
-    with pytest.raises(DataError, match=r"type\.raw: type index 2 of atom 2 is out of range "
-                                        r"for type map \['O', 'H'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"type\.raw: type index 2 of atom 2 is out of range "
+        r"for type map \['O', 'H'\]",
+    ):
         read_npy_system(root)
 
 
 def test_element_absent_from_model_type_map(tmp_path):
     root = write_system(tmp_path / "s")
-    with pytest.raises(DataError, match=r"type_map\.raw: element 'O' is not in the model "
-                                        r"type map \['H', 'C'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"type_map\.raw: element 'O' is not in the model "
+        r"type map \['H', 'C'\]",
+    ):
         read_npy_system(root, type_map=["H", "C"])
 
 
@@ -267,6 +308,9 @@ def test_unreadable_npy(tmp_path):
 def test_label_in_some_sets_only(tmp_path):
     root = write_system(tmp_path / "s", sets=2, with_virial=True)
     (root / "set.001/virial.npy").unlink()
-    with pytest.raises(DataError, match=r"virial\.npy is present in some sets but missing in "
-                                        r"\[.*set\.001'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"virial\.npy is present in some sets but missing in "
+        r"\[.*set\.001'\]",
+    ):
         read_npy_system(root)

@@ -16,8 +16,9 @@ def symbols(system):
     return [system.type_map[t] for t in system.atom_types]
 
 
-@pytest.mark.parametrize("folder", ["water/data_0", "cho_molecules/C4H3O1",
-                                    "chno_molecules/H8C4N2O"])
+@pytest.mark.parametrize(
+    "folder", ["water/data_0", "cho_molecules/C4H3O1", "chno_molecules/H8C4N2O"]
+)
 def test_symbols_preserved(folder):
     s = read_npy_system(SYSTEMS / folder)
     mapped = map_types(s, MODEL)
@@ -37,8 +38,11 @@ def test_water_into_hcno():
 
 def test_absent_element_named():
     s = read_npy_system(SYSTEMS / "chno_molecules/H8C4N2O")
-    with pytest.raises(DataError, match=r"H8C4N2O: element 'N' is not in the model type map "
-                                        r"\['H', 'C', 'O'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"H8C4N2O: element 'N' is not in the model type map "
+        r"\['H', 'C', 'O'\]",
+    ):
         map_types(s, ["H", "C", "O"])
 
 
@@ -48,10 +52,15 @@ def test_unused_element_dropped():
     assert symbols(mapped) == ["O", "H", "H"]
 
 
-@pytest.mark.parametrize("bad,match", [
-    ([], "non-empty"), (["H", ""], "non-empty"), (["H", "O", "H"], r"\['H'\] appear more"),
-    ("HO", "got the string"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ([], "non-empty"),
+        (["H", ""], "non-empty"),
+        (["H", "O", "H"], r"\['H'\] appear more"),
+        ("HO", "got the string"),
+    ],
+)
 def test_bad_model_type_map(bad, match):
     with pytest.raises(DataError, match=match):
         check_type_map(bad)

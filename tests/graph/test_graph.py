@@ -40,8 +40,13 @@ def edge_vectors(graph):
 def test_frame_to_graph_fields(water):
     positions, cell = water.coords[0], water.cells[0]
     graph = frame_to_graph(
-        positions, water.atom_types, cell, RCUT, SEL,
-        energy=water.energies[0], forces=water.forces[0],
+        positions,
+        water.atom_types,
+        cell,
+        RCUT,
+        SEL,
+        energy=water.energies[0],
+        forces=water.forces[0],
     )
     n_node, n_edge = 192, int(graph.n_edge[0])
     assert graph.n_node.tolist() == [n_node] and graph.n_node.dtype == np.int32
@@ -102,7 +107,9 @@ def test_batch_graphs_offsets_node_indices(water):
     for name in ("senders", "receivers", "n_node", "n_edge"):
         assert getattr(batch, name).dtype == np.int32, name
     assert batch.globals["cell"].shape == (3, 3, 3)
-    np.testing.assert_array_equal(batch.receivers[-graphs[1].n_edge[0]:], graphs[1].receivers + 193)
+    np.testing.assert_array_equal(
+        batch.receivers[-graphs[1].n_edge[0] :], graphs[1].receivers + 193
+    )
     # every edge vector, computed with its own graph's cell, stays within the cutoff
     distances = np.linalg.norm(edge_vectors(batch), axis=1)
     assert np.all(distances <= RCUT) and np.all(distances > 0)

@@ -206,8 +206,12 @@ def deepmd_neighbor_lists(positions, cell, rcut, sel):
     nlist_module = pytest.importorskip("deepmd.dpmodel.utils.nlist")
     positions, cell, n = positions.astype(np.float64), cell.astype(np.float64), len(positions)
     extended, _, mapping, nlist = nlist_module.extend_input_and_build_neighbor_list(
-        positions.reshape(1, -1), np.zeros((1, n), dtype=int), rcut, [sel],
-        mixed_types=True, box=cell.reshape(1, 9),
+        positions.reshape(1, -1),
+        np.zeros((1, n), dtype=int),
+        rcut,
+        [sel],
+        mixed_types=True,
+        box=cell.reshape(1, 9),
     )
     extended, mapping, nlist = extended[0], mapping[0], nlist[0]  # [n_all, 3] [n_all] [n, sel]
     lists = []

@@ -30,8 +30,13 @@ def random_graph(seed, n_atoms=None, periodic=True):
     cell = np.diag(rng.uniform(5.0, 7.0, 3)) if periodic else None
     positions = rng.uniform(0.0, 5.0, (n, 3))
     return frame_to_graph(
-        positions, rng.integers(0, 3, n), cell, rcut=4.0, sel=200,
-        energy=float(seed), forces=rng.normal(size=(n, 3)),
+        positions,
+        rng.integers(0, 3, n),
+        cell,
+        rcut=4.0,
+        sel=200,
+        energy=float(seed),
+        forces=rng.normal(size=(n, 3)),
     )
 
 

@@ -141,7 +141,9 @@ def test_convert_export_roundtrip_is_lossless(variant, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("variant", ["base", "strip", "res_residual_norm", "add_tebd_to_repinit_out"])
+@pytest.mark.parametrize(
+    "variant", ["base", "strip", "res_residual_norm", "add_tebd_to_repinit_out"]
+)
 def test_deepmd_evaluates_our_export_to_the_same_energy(variant, tmp_path):
     """DeePMD-kit's numpy backend loads the .dp we write and gives the reference energies."""
     pytest.importorskip("deepmd")
