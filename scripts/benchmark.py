@@ -136,7 +136,7 @@ def reference_inference(model: str, n_atoms: int, repeats: int) -> dict:
     from jax_md import space
 
     import deepmd.jax.model  # noqa: F401  (registers the model types)
-    from dpa2_jax.io.deepmd_model import to_deepmd
+    from dpa2_jax.io.deepmd_export import to_deepmd
 
     cfg, params = _model(model, "float64")
     jax_model = BaseModel.deserialize(to_deepmd(cfg, jax.tree.map(np.asarray, params)))
@@ -172,7 +172,7 @@ def compare(model: str, repeats: int) -> dict:
 
     import deepmd.jax.model  # noqa: F401  (registers the model types)
     from dpa2_jax.graph import batch_graphs, frame_to_graph
-    from dpa2_jax.io.deepmd_model import to_deepmd
+    from dpa2_jax.io.deepmd_export import to_deepmd
     from dpa2_jax.model.potential import Potential, _evaluate_batch
 
     cfg, params = _model(model, "float64")

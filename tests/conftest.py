@@ -104,7 +104,7 @@ def small_cell():
 def tiny_dp(tiny_config, tiny_params, tmp_path_factory) -> pathlib.Path:
     """The tiny random model as a DeePMD `.dp` file."""
     from dpa2_jax.io.convert import model_def_script
-    from dpa2_jax.io.deepmd_model import to_deepmd
+    from dpa2_jax.io.deepmd_export import to_deepmd
     from dpa2_jax.io.dp_format import write_dp
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.dp"

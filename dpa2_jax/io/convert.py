@@ -220,7 +220,7 @@ def export(
     Returns:
       The name of the exported head.
     """
-    from dpa2_jax.io.deepmd_model import to_deepmd
+    from dpa2_jax.io.deepmd_export import to_deepmd
     from dpa2_jax.io.dp_format import write_dp
 
     dst = os.fspath(dst)

@@ -24,7 +24,7 @@ from dpa2_jax.io.convert import (
     model_def_script,
     read_model,
 )
-from dpa2_jax.io.deepmd_model import to_deepmd
+from dpa2_jax.io.deepmd_export import to_deepmd
 from dpa2_jax.io.dp_format import write_dp
 from dpa2_jax.metrics import error_stats, merge_metrics, test_system
 

@@ -15,7 +15,8 @@ import dpa2_jax
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph
 from dpa2_jax.model.potential import _evaluate_batch
-from dpa2_jax.io.deepmd_model import from_deepmd, model_json, to_deepmd
+from dpa2_jax.io.deepmd_export import to_deepmd
+from dpa2_jax.io.deepmd_model import from_deepmd, model_json
 from dpa2_jax.io.dp_format import read_dp, write_dp
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[1] / "reference"
