@@ -1,7 +1,8 @@
-"""Every test of dpa2_jax/model runs the tiny model in float64."""
+"""Every test of dpa2_jax/model runs the tiny model (type map C, H, N, O) in float64."""
 
 import jax
 import pytest
+from model_helpers import tiny_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -10,3 +11,9 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    """The tiny ModelConfig (test_smoothness.py overrides it with a checked copy)."""
+    return tiny_config()

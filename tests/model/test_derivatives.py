@@ -24,16 +24,10 @@ from model_helpers import (
     evaluate,
     random_params,
     random_positions,
-    tiny_config,
 )
 
 
 H = 1e-5  # finite-difference step, Angstrom (or strain)
-
-
-@pytest.fixture(scope="session")
-def cfg():
-    return tiny_config()
 
 
 @pytest.fixture(scope="session")

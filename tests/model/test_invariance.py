@@ -17,7 +17,6 @@ from model_helpers import (
     evaluate,
     random_params,
     random_positions,
-    tiny_config,
 )
 
 
@@ -31,11 +30,6 @@ def random_rotation(rng):
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     return q if np.linalg.det(q) > 0 else -q
-
-
-@pytest.fixture(scope="session")
-def cfg():
-    return tiny_config()
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,6 @@ from model_helpers import (
     random_params,
     random_positions,
     split,
-    tiny_config,
 )
 
 
@@ -41,11 +40,6 @@ KEYS = ("energy", "forces", "virial", "stress", "atom_energy")
 def assert_same(a, b, keys=KEYS, tol=1e-12):
     for key in keys:
         np.testing.assert_allclose(a[key], b[key], rtol=tol, atol=tol, err_msg=key)
-
-
-@pytest.fixture(scope="session")
-def cfg():
-    return tiny_config()
 
 
 @pytest.fixture(scope="session")

@@ -17,15 +17,8 @@ from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.energy import init
 from dpa2_jax.model.potential import Potential
 
-from model_helpers import tiny_config
-
 
 CELL = np.eye(3) * 6.0
-
-
-@pytest.fixture(scope="session")
-def cfg():
-    return tiny_config()
 
 
 def placeholder_params(cfg):
