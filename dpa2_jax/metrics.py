@@ -63,6 +63,36 @@ def merge_metrics(per_system: Sequence[dict[str, dict]]) -> dict[str, dict[str, 
     return {n: merge_stats([m[n] for m in per_system if n in m]) for n in names}
 
 
+def system_labels(system: System) -> dict[str, np.ndarray | None]:
+    """The labels `test_system` compares: energy, forces, and virial of periodic systems.
+
+    Returns:
+      {"energy": [nframes] eV, "forces": [nframes, natoms, 3] eV/A, "virial": [nframes, 3, 3]
+      eV}; None where the system has no such label (virial always None without PBC, as
+      ``dp test`` reports virials of periodic systems only).
+    """
+    return {
+        "energy": system.energies,
+        "forces": system.forces,
+        "virial": system.virials if system.pbc else None,
+    }
+
+
+_NPY_FILES = {"energy": "energy.npy", "forces": "force.npy", "virial": "virial.npy"}
+
+
+def unlabelled_reason(system: System) -> str | None:
+    """None if `system` has a label to compare with; else why not, naming the missing labels."""
+    labels = system_labels(system)
+    if any(value is not None for value in labels.values()):
+        return None
+    missing = [name for name in labels if name != "virial" or system.pbc]
+    if os.path.isdir(system.path):  # an npy system folder
+        files = ", ".join(_NPY_FILES[name] for name in missing)
+        return f"{system.path}: no labels to compare with (no {files} in its set.* folders)"
+    return f"{system.path}: no labels to compare with (no {', '.join(missing)} in the file)"
+
+
 def test_system(
     potential,
     system: System,
@@ -94,9 +124,7 @@ def test_system(
         if progress is not None:
             progress(chunk.nframes)
     pred = {k: np.concatenate([p[k] for p in parts]) for k in ("energy", "forces", "virial")}
-    labels = {"energy": system.energies, "forces": system.forces, "virial": system.virials}
-    if not system.pbc:
-        labels["virial"] = None  # dp test reports virials of periodic systems only
+    labels = system_labels(system)
     metrics = {}
     for name, (key, per_atom) in QUANTITIES.items():
         if labels[key] is not None:

@@ -23,4 +23,5 @@ import numpy as np
 Array = jax.Array
 NDArray = np.ndarray
 PRNGKey = jax.Array
+Rng = np.random.Generator  # host-side random numbers (parameter initialisation)
 Params = dict[str, Any]

@@ -7,6 +7,7 @@ arguments and returning a JSON-serialisable dict, and register it in CASES.
 """
 
 import argparse
+import importlib
 import json
 import pathlib
 import statistics
@@ -72,15 +73,92 @@ def _model(name: str, precision: str):
     import importlib
 
     from dpa2_jax.io.deepmd_config import model_config
-    from dpa2_jax.model.energy import init
-    from dpa2_jax.model.potential import enable_x64_for
+    from dpa2_jax.model import init
 
     section = importlib.import_module(f"configs.{name}").get_config().model
     section["descriptor"]["precision"] = precision
     section["fitting_net"]["precision"] = precision
     cfg = model_config(section)
-    enable_x64_for(cfg)
-    return cfg, init(jax.random.PRNGKey(0), cfg)
+    jax.config.update("jax_enable_x64", precision == "float64")
+    return cfg, init(jax.random.key(0), cfg)
+
+
+def init_time(model: str, repeats: int) -> dict:
+    """``dpa2_jax.model.init`` of configs/<model>.py (float64): the first call in a fresh
+    process and the median of later ones, seconds."""
+    import jax
+
+    from dpa2_jax.io.deepmd_config import model_config
+    from dpa2_jax.model import init
+
+    jax.config.update("jax_enable_x64", True)
+    cfg = model_config(importlib.import_module(f"configs.{model}").get_config().model)
+    start = time.perf_counter()
+    params = jax.block_until_ready(init(jax.random.key(0), cfg))
+    first = time.perf_counter() - start
+    median, times, _ = timed(
+        lambda: jax.block_until_ready(init(jax.random.key(1), cfg)), repeats
+    )
+    n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    return {
+        "parameters": n,
+        "first_call_seconds": round(first, 3),
+        "seconds_median": round(median, 3),
+        "seconds_all": [round(t, 3) for t in times],
+    }
+
+
+FIRST_CALL_CHILD = """
+import sys, time
+start = time.perf_counter()
+import numpy as np
+import dpa2_jax
+pot = dpa2_jax.load(sys.argv[1])
+imported = time.perf_counter() - start
+out = {"import_and_load_seconds": round(imported, 3)}
+water = np.load(sys.argv[2])
+for name, coord, cell, types in (
+    ("molecule_3_atoms", [[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]], None, "OHH"),
+    ("water_192_atoms", water["coord"], water["cell"], water["types"]),
+):
+    start = time.perf_counter()
+    pot.evaluate(coord, cell, list(types) if isinstance(types, str) else types)
+    out[name] = round(time.perf_counter() - start, 3)
+print(out)
+"""
+
+
+def first_call(model: str, repeats: int) -> dict:
+    """Seconds of a new process's first ``Potential.evaluate`` of a 3-atom molecule and of a
+    192-atom water frame (configs/<model>.py, float64): with an empty persistent compilation
+    cache (cold), then in a second process with the cache the first one wrote (warm)."""
+    import ast
+    import os
+    import tempfile
+
+    import jax
+
+    from dpa2_jax.io.convert import model_def_script
+    from dpa2_jax.io.deepmd_export import to_deepmd
+    from dpa2_jax.io.dp_format import write_dp
+
+    cfg, params = _model(model, "float64")
+    positions, cell = tiled_water(192)
+    types = np.loadtxt(WATER / "type.raw", dtype=int)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file, water = os.path.join(tmp, "model.dp"), os.path.join(tmp, "water.npz")
+        write_dp(model_file, {"model": to_deepmd(cfg, jax.tree.map(np.asarray, params)),
+                              "model_def_script": model_def_script(cfg)})  # fmt: skip
+        np.savez(water, coord=positions[None], cell=cell[None], types=types)
+        env = {**os.environ, "DPA2_JAX_CACHE_DIR": os.path.join(tmp, "xla")}
+        runs = {}
+        for name in ("cold", "warm"):
+            done = subprocess.run(
+                [sys.executable, "-c", FIRST_CALL_CHILD, model_file, water],
+                env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            runs[name] = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    return runs
 
 
 def _peak_rss_gb() -> float:
@@ -95,19 +173,21 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
     import jax
 
     from dpa2_jax.graph import batch_graphs, frame_to_graph
-    from dpa2_jax.model.potential import Potential, _evaluate_batch
+    from dpa2_jax.model.compiled import compiled_forces_fn
+    from dpa2_jax.model.potential import Potential
 
     cfg, params = _model(model, precision)
     pot = Potential(cfg, params)
     positions, cell = tiled_water(n_atoms)
     types = np.tile(np.loadtxt(WATER / "type.raw", dtype=int), len(positions) // 192)
     unpadded = batch_graphs([frame_to_graph(positions, types, cell, cfg.descriptor.rcut,
-                                            cfg.descriptor.sel, dtype=pot._dtype)])  # fmt: skip
-    slots = pot.slots([unpadded])  # as Potential.evaluate lays them out
+                                            cfg.descriptor.sel, dtype=pot.dtype)])  # fmt: skip
+    layout = pot.layout([unpadded])  # as Potential.evaluate lays them out
     graph = pot.padder(unpadded, n_graph=2)
+    forces_fn = compiled_forces_fn(cfg, "default", layout)
 
     def step():
-        return jax.block_until_ready(_evaluate_batch(pot.params, cfg, "default", graph, slots))
+        return jax.block_until_ready(forces_fn(pot.params, graph))
 
     start = time.perf_counter()
     step()
@@ -119,7 +199,7 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
         "seconds_per_frame": round(device, 4),
         "seconds_all": [round(t, 4) for t in times],
         "us_per_atom": round(device / len(positions) * 1e6, 2),
-        "slots_three_body_repformer": list(slots),
+        "slots_three_body_repformer": list(layout.slots),
         "evaluate_seconds_per_frame": round(end_to_end, 4),
         "compile_seconds": round(compile_s, 2),
         "peak_rss_gb": _peak_rss_gb(),
@@ -173,7 +253,8 @@ def compare(model: str, repeats: int) -> dict:
     import deepmd.jax.model  # noqa: F401  (registers the model types)
     from dpa2_jax.graph import batch_graphs, frame_to_graph
     from dpa2_jax.io.deepmd_export import to_deepmd
-    from dpa2_jax.model.potential import Potential, _evaluate_batch
+    from dpa2_jax.model.compiled import compiled_forces_fn
+    from dpa2_jax.model.potential import Potential
 
     cfg, params = _model(model, "float64")
     pot = Potential(cfg, params)
@@ -181,7 +262,8 @@ def compare(model: str, repeats: int) -> dict:
     types = np.loadtxt(WATER / "type.raw", dtype=int)
     unpadded = batch_graphs([frame_to_graph(positions, types, cell, cfg.descriptor.rcut,
                                             cfg.descriptor.sel)])  # fmt: skip
-    slots, graph = pot.slots([unpadded]), pot.padder(unpadded, n_graph=2)
+    graph = pot.padder(unpadded, n_graph=2)
+    forces_fn = compiled_forces_fn(cfg, "default", pot.layout([unpadded]))
     jax_model = BaseModel.deserialize(to_deepmd(cfg, jax.tree.map(np.asarray, params)))
     side = jnp.asarray(np.diag(cell))
     neighbor_fn, energy_fn = as_jax_md(jax_model, space.periodic(side)[0], side, types)
@@ -190,7 +272,7 @@ def compare(model: str, repeats: int) -> dict:
     ref_step = jax.jit(jax.value_and_grad(lambda R, nbrs: energy_fn(R, neighbor=nbrs)))
 
     def ours():
-        return jax.block_until_ready(_evaluate_batch(pot.params, cfg, "default", graph, slots))
+        return jax.block_until_ready(forces_fn(pot.params, graph))
 
     def theirs():
         return jax.block_until_ready(ref_step(R, nbrs))
@@ -213,6 +295,8 @@ def compare(model: str, repeats: int) -> dict:
 
 CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "neighbor_list_100k": neighbor_list_100k,
+    "init_small": lambda a: init_time("small", a.repeats),
+    "first_call_small": lambda a: first_call("small", a.repeats),
 }
 for _m in ("small", "medium"):
     for _p in ("float64", "float32"):
@@ -221,7 +305,7 @@ for _m in ("small", "medium"):
     CASES[f"compare_{_m}_float64_192"] = lambda a, m=_m: compare(m, a.repeats)
 for _n in (1536, 5184, 12288):
     CASES[f"small_float64_{_n}"] = lambda a, n=_n: inference("small", "float64", n, a.repeats)
-DEFAULT = ["neighbor_list_100k", "small_float64_192", "small_float32_192",
+DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "small_float64_192", "small_float32_192",
            "medium_float64_192", "medium_float32_192", "small_float64_1536",
            "small_float64_5184", "small_float64_12288"]  # fmt: skip
 

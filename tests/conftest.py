@@ -1,14 +1,16 @@
 """Shared fixtures: float64 switch, PRNG keys, and a tiny random DPA-2 model built once per run.
 
-The tiny model is configs/tiny.py with random parameters drawn with numpy into the shapes
-``dpa2_jax.model.energy.init`` produces (``jax.eval_shape``): calling ``init`` itself compiles
-dozens of small random ops and takes ~20 s on a 2-core CPU, longer than the tests using it.
+The tiny model is configs/tiny.py with random parameters drawn with numpy into the tree that
+``dpa2_jax.model.init`` produces, with statistics and biases far from init's neutral values so
+that every parameter matters.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
+import tempfile
 
 import jax
 import numpy as np
@@ -20,6 +22,9 @@ SYSTEMS = ROOT / "tests" / "systems"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running tests, excluded by default")
+    # One persistent compilation cache per test run (shared with the CLI subprocesses the
+    # tests start), never the user's own cache folder.
+    os.environ.setdefault("DPA2_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="dpa2_jax_xla_"))
 
 
 @pytest.fixture
@@ -53,7 +58,7 @@ def random_params(cfg, seed: int):
     previous = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)  # float64 shapes, without dtype warnings
     try:
-        shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.PRNGKey(0))
+        shapes = init(jax.random.key(0), cfg)
     finally:
         jax.config.update("jax_enable_x64", previous)
     rng = np.random.default_rng(seed)

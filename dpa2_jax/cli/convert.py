@@ -33,7 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--head-names", metavar="A,B", default=None,
                         help="comma-separated head names, one per .dp (default: the file stems; "
                         "'default' for a single file)")  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing DST_DIR")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing DST_DIR; only a dpa2_jax model directory (or "
+                        "an empty folder) holding none of the sources is ever replaced")  # fmt: skip
     return parser
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-import jraph
 import numpy as np
 
 from dpa2_jax.cli.test import read_systems
-from dpa2_jax.graph import BucketPadder, neighbor_list
+from dpa2_jax.graph import neighbor_list
+from dpa2_jax.graph.batching import plan_batches
 
 DESCRIPTION = """\
 Builds the neighbor graph of every frame of the given systems, as the model sees them, and
 prints per system and in total: frames, atoms, periodicity, mean and max number of neighbors
 within RCUT (Angstrom), atoms losing neighbors to SEL (DeePMD keeps the SEL nearest), and the
-padded batch shapes (n_node, n_edge, n_graph) that evaluating in batches of --batch-atoms atoms
-would use: each distinct shape is one jit compilation.
+padded batch shapes (n_node, n_edge, n_graph) that dpa2_jax.Potential.evaluate uses for each
+system evaluated in batches of --batch-atoms atoms (the same plan: graph/batching.py): each
+distinct shape is one jit compilation.
 
 SYSTEM: a DeePMD npy system folder, a folder searched recursively for them, or a file
 ase.io.read understands (extxyz, ...). Positions and cells in Angstrom.
@@ -52,7 +53,6 @@ def _counts(system, rcut: float) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     systems = read_systems(args.systems)
-    padder = BucketPadder()
     shapes: dict[tuple[int, int, int], int] = {}
     print(f"{'system':<40} {'frames':>7} {'atoms':>6} {'pbc':>4} {'nbr_mean':>9} "
           f"{'nbr_max':>8} {'over_sel':>9}")  # fmt: skip
@@ -64,20 +64,8 @@ def run(args: argparse.Namespace) -> int:
               f"{'yes' if system.pbc else 'no':>4} {counts.mean():>9.2f} {counts.max():>8} "
               f"{over:>9}")  # fmt: skip
         kept = np.minimum(counts, args.sel).sum(axis=1)  # [nframes] edges per graph
-        per_batch = max(1, args.batch_atoms // system.natoms)
-        for start in range(0, system.nframes, per_batch):
-            n_edge = kept[start : start + per_batch]
-            sizes = jraph.GraphsTuple(
-                None,
-                None,
-                None,
-                None,
-                None,
-                n_node=np.full(len(n_edge), system.natoms),
-                n_edge=n_edge,
-            )
-            shape = padder.sizes(sizes, n_graph=per_batch + 1)
-            shapes[shape] = shapes.get(shape, 0) + 1
+        groups, shape = plan_batches([system.natoms] * system.nframes, kept, args.batch_atoms)
+        shapes[shape] = shapes.get(shape, 0) + len(groups)
         totals["frames"] += system.nframes
         totals["atoms"] += counts.size
         totals["periodic"] += int(system.pbc)

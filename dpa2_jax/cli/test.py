@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -10,7 +11,9 @@ from tqdm import tqdm
 
 from dpa2_jax.data import find_systems, read_ase, read_npy_system, select_frames
 from dpa2_jax.errors import ConfigError, DataError
-from dpa2_jax.metrics import merge_metrics, test_system, write_detail_files
+from dpa2_jax.metrics import merge_metrics, test_system, unlabelled_reason, write_detail_files
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Evaluates MODEL (a dpa2_jax model directory or a DeePMD-kit .dp file) on labelled systems and
@@ -26,7 +29,8 @@ are mapped onto the model's type map.
 --detail-file PREFIX writes dp test's tables: PREFIX.e.out (data_e pred_e, eV),
 PREFIX.e_peratom.out (eV/atom), PREFIX.f.out (data_fx data_fy data_fz pred_fx pred_fy pred_fz,
 eV/Angstrom, one row per atom), PREFIX.v.out (9 data then 9 predicted virial components, eV)
-and PREFIX.v_peratom.out; a missing label is written as 0.
+and PREFIX.v_peratom.out; a missing label is written as 0. A system with none of these labels
+is skipped with a warning; if no system has any, the command fails (exit status 2).
 """
 
 _LINES = {  # metric -> dp test's labels and unit
@@ -97,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
     systems = read_systems(args.systems, potential.type_map)
     if args.numb_test:
         systems = [select_frames(s, slice(0, args.numb_test)) for s in systems]
+    reasons = [unlabelled_reason(s) for s in systems]
+    if all(reasons):
+        raise DataError("nothing to compare: " + "; ".join(reasons))
+    for reason in filter(None, reasons):
+        logger.warning("%s; skipped", reason)
+    systems = [s for s, reason in zip(systems, reasons) if reason is None]
     all_metrics = []
     total = sum(s.nframes for s in systems)
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:

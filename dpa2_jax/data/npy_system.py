@@ -14,16 +14,19 @@ expected, before any array reaches the model.
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from dpa2_jax.data.system import System, check_atom_types, check_cells, check_finite
 from dpa2_jax.data.type_map import check_type_map, map_types
 from dpa2_jax.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 # field name in System -> (file in set.*, values per frame as a function of natoms)
 _FILES = {
@@ -220,8 +223,16 @@ def read_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = No
     return system
 
 
+def _looks_like_system(subdirs: Sequence[str], files: Sequence[str]) -> bool:
+    """Whether a folder holds what a DeePMD system does besides type.raw (set.*, type_map.raw)."""
+    return "type_map.raw" in files or "nopbc" in files or any(d.startswith("set.") for d in subdirs)
+
+
 def find_systems(root: str | os.PathLike) -> list[str]:
     """Lists every folder at or below `root` that holds a type.raw file.
+
+    A folder without type.raw that looks like a system (it holds type_map.raw, nopbc or a set.*
+    folder) is skipped with a logged warning naming it.
 
     Args:
       root: a system folder or a folder of systems (searched recursively).
@@ -235,7 +246,12 @@ def find_systems(root: str | os.PathLike) -> list[str]:
     root = pathlib.Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
-    found = sorted(str(pathlib.Path(d)) for d, _, files in os.walk(root) if "type.raw" in files)
+    found = []
+    for folder, subdirs, files in os.walk(root):
+        if "type.raw" in files:
+            found.append(str(pathlib.Path(folder)))
+        elif _looks_like_system(subdirs, files):
+            logger.warning("%s: no type.raw, so it is not read as a DeePMD system; skipped", folder)
     if not found:
         raise DataError(f"{root}: no DeePMD system (no folder with type.raw) found")
-    return found
+    return sorted(found)

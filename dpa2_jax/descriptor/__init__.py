@@ -1,5 +1,32 @@
-"""The DPA-2 descriptor: graph -> per-atom descriptor."""
+"""Descriptors: graph -> per-atom descriptor, one folder per family, looked up by name.
 
-from dpa2_jax.descriptor.config import DescriptorConfig, RepformerConfig, RepinitConfig
+Adding a family: a folder defining a ``DescriptorFamily`` (see ``family.py``) and one line in
+``FAMILIES``.
+"""
 
-__all__ = ["DescriptorConfig", "RepformerConfig", "RepinitConfig"]
+from __future__ import annotations
+
+from dpa2_jax.descriptor import dpa2
+from dpa2_jax.descriptor.family import Block, DescriptorFamily, Layout
+from dpa2_jax.errors import ConfigError
+
+FAMILIES: dict[str, DescriptorFamily] = {
+    dpa2.FAMILY.name: dpa2.FAMILY,
+}
+
+
+def family(name: str) -> DescriptorFamily:
+    """The family registered as ``name`` (DeePMD's descriptor ``type``)."""
+    if name not in FAMILIES:
+        raise ConfigError(
+            f"descriptor type {name!r} is not supported (available: {sorted(FAMILIES)})"
+        )
+    return FAMILIES[name]
+
+
+def family_of(cfg) -> DescriptorFamily:
+    """The family of a descriptor config."""
+    return family(cfg.family)
+
+
+__all__ = ["Block", "DescriptorFamily", "FAMILIES", "Layout", "family", "family_of"]

@@ -68,21 +68,23 @@ class Neighborhood:
 
 
 def dense_neighborhood(
-    graph: jraph.GraphsTuple, positions: Array, cells: Array, sel: int
+    graph: jraph.GraphsTuple, positions: Array, cells: Array, sel: int, slot: Array | None = None
 ) -> Neighborhood:
     """Lays the graph's edges into [n_node, sel] slots and computes r_ij inside the trace.
 
     Args:
-      graph: padded batch; edges carry ``slot`` (-1 for padding) and integer ``shifts``.
+      graph: padded batch with integer edge ``shifts``.
       positions: [n_node, 3] Angstrom (possibly strained).
       cells: [n_graph, 3, 3] Angstrom, rows are lattice vectors (possibly strained).
       sel: number of slots (the largest ``nsel`` of the model).
+      slot: [n_edge] int32 slot of each edge, -1 for none; default the host-ranked
+        ``graph.edges["slot"]`` (``graph/slots.py`` ranks unsorted edges on the device).
     """
     n_node = positions.shape[0]
     n_graph = graph.n_node.shape[0]
     node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node)
     first_node = (jnp.cumsum(graph.n_node) - graph.n_node)[node_graph]  # [n_node]
-    slot = graph.edges["slot"]
+    slot = graph.edges["slot"] if slot is None else slot
     row = jnp.where((slot >= 0) & (slot < sel), graph.receivers, n_node)  # drop padding edges
     index = (
         jnp.full((n_node, sel), -1, jnp.int32)

@@ -7,11 +7,11 @@ the network's residual rule, so tebd_dim == n_type or 2 n_type adds the one-hot 
 import jax.numpy as jnp
 
 from dpa2_jax.nn import init_network, network
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.typing import Array, Params, Rng
 
 
-def init(key: PRNGKey, ntypes: int, tebd_dim: int, bias: bool, dtype) -> list[Params]:
-    return init_network(key, ntypes, [tebd_dim], bias=bias, dtype=dtype)
+def init(rng: Rng, ntypes: int, tebd_dim: int, bias: bool, dtype) -> list[Params]:
+    return init_network(rng, ntypes, [tebd_dim], bias=bias, dtype=dtype)
 
 
 def apply(layers: list[Params], ntypes: int) -> Array:

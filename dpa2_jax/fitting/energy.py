@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
+import numpy as np
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn import init_network, network
 from dpa2_jax.nn.mlp import check_activation
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.typing import Array, Params, Rng
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +34,10 @@ class FittingConfig:
             raise ConfigError(f"fitting_net.precision={self.precision!r}: use float64 or float32")
 
 
-def init(key: PRNGKey, cfg: FittingConfig, dim_descrpt: int, ntypes: int, dtype) -> Params:
+def init(rng: Rng, cfg: FittingConfig, dim_descrpt: int, ntypes: int, dtype) -> Params:
     return {
-        "layers": init_network(key, dim_descrpt, cfg.neuron, cfg.resnet_dt, d_out=1, dtype=dtype),
-        "bias_atom_e": jnp.zeros((ntypes, 1), dtype),
+        "layers": init_network(rng, dim_descrpt, cfg.neuron, cfg.resnet_dt, d_out=1, dtype=dtype),
+        "bias_atom_e": np.zeros((ntypes, 1), dtype),
     }
 
 

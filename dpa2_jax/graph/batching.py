@@ -7,7 +7,11 @@ import jraph
 import numpy as np
 
 from dpa2_jax.graph.graph import batch_graphs
-from dpa2_jax.graph.padding import BucketPadder
+from dpa2_jax.graph.padding import BucketPadder, bucket_size
+
+# Evaluation buckets: 4 significant bits, at most 12.5 % padding (the dense per-atom work
+# scales with it), a few shapes per doubling of the atoms, edges or frames in a call.
+EVAL_MANTISSA_BITS = 4
 
 
 def iterate_batches(
@@ -44,6 +48,48 @@ def iterate_batches(
         if drop_remainder and len(chunk) < batch_size:
             return
         yield padder(batch_graphs([graphs[k] for k in chunk]), n_graph=batch_size + 1)
+
+
+def plan_batches(
+    n_node: Sequence[int],
+    n_edge: Sequence[int],
+    atoms_per_batch: int,
+    mantissa_bits: int = EVAL_MANTISSA_BITS,
+) -> tuple[list[slice], tuple[int, int, int]]:
+    """Groups consecutive frames into batches and picks the one padded shape they all use.
+
+    Each batch takes frames in order while it holds at most ``atoms_per_batch`` atoms (and at
+    least one frame). Atom, edge and frame counts are rounded up to ``bucket_size`` grids, the
+    largest batch's sizes serving every batch of the call, so a short last batch adds no shape.
+    ``Potential.evaluate`` and ``dpa2-jax graphs`` both use this plan.
+
+    Args:
+      n_node: [n_frame] atoms per frame; n_edge: [n_frame] edges per frame.
+      atoms_per_batch: most atoms in one batch (a larger frame gets a batch of its own).
+
+    Returns:
+      (slices of frames, one per batch; (n_node, n_edge, n_graph) after padding, one spare
+      node and one spare graph included).
+    """
+    n_node, n_edge = np.asarray(n_node), np.asarray(n_edge)
+    if n_node.size == 0:
+        raise ValueError("plan_batches: got no frames")
+    groups, start, atoms = [], 0, 0
+    for k, n in enumerate(n_node):
+        if k > start and atoms + n > atoms_per_batch:
+            groups.append(slice(start, k))
+            start, atoms = k, 0
+        atoms += int(n)
+    groups.append(slice(start, len(n_node)))
+    most_nodes = max(int(np.sum(n_node[g])) for g in groups)
+    most_edges = max(int(np.sum(n_edge[g])) for g in groups)
+    most_graphs = max(g.stop - g.start for g in groups)
+    shape = (
+        bucket_size(most_nodes + 1, mantissa_bits),
+        bucket_size(most_edges, mantissa_bits),
+        bucket_size(most_graphs + 1, mantissa_bits),
+    )
+    return groups, shape
 
 
 def stack_batches(batches: Sequence[jraph.GraphsTuple]) -> jraph.GraphsTuple:

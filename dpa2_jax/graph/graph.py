@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import jraph
 import numpy as np
 
+from dpa2_jax.data.frames import check_atom_count
 from dpa2_jax.errors import DataError
 from dpa2_jax.graph.neighbors import neighbor_list
 
@@ -79,8 +80,7 @@ def frame_to_graph(
     """
     positions = np.asarray(positions, dtype=np.float64)
     n_node = positions.shape[0] if positions.ndim == 2 else -1
-    if n_node == 0:
-        raise DataError("positions: a frame needs at least one atom, got 0")
+    check_atom_count(n_node)
     species = np.asarray(species)
     if species.shape != (n_node,) or not np.issubdtype(species.dtype, np.integer):
         raise DataError(

@@ -33,6 +33,8 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
     from dpa2_jax.io.dp_format import read_dp
 
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such model file or directory")
     if os.path.isdir(path):
         return load_model(path)
     if not path.endswith(".dp"):
@@ -152,18 +154,24 @@ def convert(
       srcs: DeePMD `.dp` files (or single-head dpa2_jax model directories).
       dst: the model directory to write.
       head_names: one name per source; default the file stems, or "default" for one source.
-      overwrite: replace an existing `dst`.
+      overwrite: replace an existing `dst`, which must be a dpa2_jax model directory (or an
+        empty folder) holding none of `srcs`; anything else is refused, never deleted.
 
     Returns:
       The written model's config.
+
+    Raises:
+      CheckpointError: `dst` exists and `overwrite` is False, or `dst` may not be replaced
+        (see `dpa2_jax.io.checkpoints.check_replaceable`); checked before reading any source.
     """
-    from dpa2_jax.io.checkpoints import save_model
+    from dpa2_jax.io.checkpoints import check_replaceable, save_model
 
     srcs = [os.fspath(s) for s in srcs]
     if not srcs:
         raise ConfigError("convert: no source model given")
-    if os.path.exists(dst) and not overwrite:
+    if os.path.lexists(dst) and not overwrite:
         raise CheckpointError(f"{dst}: already exists (use --overwrite to replace it)")
+    check_replaceable(dst, srcs)
     if head_names is None:
         stems = [os.path.splitext(os.path.basename(os.path.normpath(s)))[0] for s in srcs]
         head_names = [DEFAULT_HEAD] if len(srcs) == 1 else stems
@@ -180,29 +188,15 @@ def convert(
     metadata = {"converted_from": dict(zip(head_names, map(os.path.abspath, srcs)))}
     if scripts:
         metadata["model_def_script"] = scripts
-    save_model(dst, cfg, params, metadata=metadata, overwrite=overwrite)
+    save_model(dst, cfg, params, metadata=metadata, overwrite=overwrite, sources=srcs)
     return cfg
 
 
 def model_def_script(cfg: ModelConfig, head: str | None = None) -> dict[str, Any]:
     """DeePMD-kit's input ``model`` section describing one head of ``cfg``."""
+    from dpa2_jax.io.deepmd_config import model_section
 
-    def options(obj) -> dict[str, Any]:
-        return {
-            k: [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(obj).items()
-        }
-
-    desc = options(cfg.descriptor)
-    del desc["ntypes"], desc["node_chunk"]  # ours, not DeePMD's
-    script = {
-        "type_map": list(cfg.type_map),
-        "descriptor": {"type": "dpa2", **desc},
-        "fitting_net": {"type": "ener", **options(cfg.fitting(cfg.resolve_head(head)))},
-    }
-    if cfg.atom_exclude_types:
-        script["atom_exclude_types"] = list(cfg.atom_exclude_types)
-    return script
+    return model_section(cfg, head)
 
 
 def export(

@@ -1,10 +1,10 @@
-"""ModelConfig: a DPA-2 descriptor shared by one or more named energy heads."""
+"""ModelConfig: a descriptor shared by one or more named energy heads."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from dpa2_jax.descriptor.config import DescriptorConfig
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
 
@@ -17,13 +17,14 @@ class ModelConfig:
 
     Attributes:
       type_map: element symbols; atom type t is ``type_map[t]``.
-      descriptor: the DPA-2 descriptor options.
+      descriptor: the descriptor's options, a config of one of the families registered in
+        ``dpa2_jax.descriptor`` (its ``family`` attribute names it).
       heads: ordered (name, fitting options) pairs; a single-task model has one head.
       atom_exclude_types: types whose atomic energy is zero (DeePMD's model-level option).
     """
 
     type_map: tuple[str, ...]
-    descriptor: DescriptorConfig
+    descriptor: Any
     heads: tuple[tuple[str, FittingConfig], ...] = ((DEFAULT_HEAD, FittingConfig()),)
     atom_exclude_types: tuple[int, ...] = ()
 
@@ -60,36 +61,32 @@ class ModelConfig:
 
 
 def config_to_dict(cfg: ModelConfig) -> dict:
-    """A JSON-ready dict of ``cfg`` (tuples become lists)."""
-    d = dataclasses.asdict(cfg)
-    d["heads"] = [[name, fit] for name, fit in d["heads"]]
-    return d
+    """A JSON-ready dict of ``cfg``; the descriptor carries its family as ``type``."""
+    from dpa2_jax.descriptor import family_of
+
+    return {
+        "type_map": list(cfg.type_map),
+        "descriptor": {
+            "type": cfg.descriptor.family,
+            **family_of(cfg.descriptor).config_to_dict(cfg.descriptor),
+        },
+        "heads": [[name, dataclasses.asdict(fit)] for name, fit in cfg.heads],
+        "atom_exclude_types": list(cfg.atom_exclude_types),
+    }
 
 
 def config_from_dict(d: dict) -> ModelConfig:
     """Inverse of ``config_to_dict``; unknown keys raise ConfigError naming them."""
-    from dpa2_jax.descriptor.config import RepformerConfig, RepinitConfig
-
-    def build(cls, values: dict, what: str):
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"{what}: unknown option(s) {unknown}")
-        return cls(
-            **{
-                k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
-                if isinstance(v, list)
-                else v
-                for k, v in values.items()
-            }
-        )
+    from dpa2_jax.descriptor import family
+    from dpa2_jax.io.deepmd_layers import dataclass_kwargs
 
     try:
         desc = dict(d["descriptor"])
-        desc["repinit"] = build(RepinitConfig, desc["repinit"], "descriptor.repinit")
-        desc["repformer"] = build(RepformerConfig, desc["repformer"], "descriptor.repformer")
-        descriptor = build(DescriptorConfig, desc, "descriptor")
-        heads = tuple((name, build(FittingConfig, fit, f"head {name}")) for name, fit in d["heads"])
+        descriptor = family(desc.pop("type", "dpa2")).config_from_dict(desc)
+        heads = tuple(
+            (name, FittingConfig(**dataclass_kwargs(FittingConfig, fit, f"head {name}")))
+            for name, fit in d["heads"]
+        )
         return ModelConfig(
             type_map=tuple(d["type_map"]),
             descriptor=descriptor,

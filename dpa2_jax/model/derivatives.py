@@ -13,12 +13,15 @@ through the cell. The energy is differentiable twice (Hessians, force-matching l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import jraph
 
+from dpa2_jax.descriptor import Layout
 from dpa2_jax.model.config import ModelConfig
-from dpa2_jax.model.energy import atomic_energies, graph_energies
+from dpa2_jax.model.energy import dtype_of, graph_energies, make_atomic_energy_fn
 from dpa2_jax.typing import Array, Params
 
 
@@ -35,17 +38,16 @@ def _strained(graph: jraph.GraphsTuple, strain: Array) -> tuple[Array, Array]:
     return positions, cells
 
 
-def energy_and_derivatives(
-    params: Params,
+def make_forces_fn(
     cfg: ModelConfig,
-    graph: jraph.GraphsTuple,
-    head: str,
-    dtype=None,
-    slots: tuple[int, int] | None = None,
-) -> dict[str, Array]:
-    """Energy, forces, virial and stress of every graph of a padded batch.
+    head: str | None = None,
+    layout: Layout = Layout(),
+    slots_on_device: bool = False,
+) -> Callable[[Params, jraph.GraphsTuple], dict[str, Array]]:
+    """``forces_fn(params, graph)``: energy, forces, virial and stress of a padded batch.
 
-    Returns a dict:
+    Arguments as ``energy.make_atomic_energy_fn``; positions and cells are the graph's own.
+    The returned function is pure and not jitted. It returns a dict:
       energy  [n_graph]        eV
       forces  [n_node, 3]      eV/Angstrom
       virial  [n_graph, 3, 3]  eV, DeePMD's sign
@@ -54,29 +56,34 @@ def energy_and_derivatives(
     Padding nodes and the padding graph carry meaningless values; mask them with jraph's
     padding masks.
     """
-    dtype = dtype or graph.nodes["positions"].dtype
-    n_graph = graph.n_node.shape[0]
+    atomic_energy_fn = make_atomic_energy_fn(cfg, head, layout, slots_on_device)
+    dtype = dtype_of(cfg)
 
-    # d/d(positions) is d/d(strain-free positions): take it through a zero displacement.
-    def total_energy_disp(disp, strain):
-        positions, cells = _strained(graph, strain)
-        atomic = atomic_energies(params, cfg, graph, positions + disp, cells, head, slots)
-        energies = graph_energies(graph, atomic)
-        return jnp.sum(energies), (energies, atomic)
+    def forces_fn(params: Params, graph: jraph.GraphsTuple) -> dict[str, Array]:
+        n_graph = graph.n_node.shape[0]
 
-    disp0 = jnp.zeros(graph.nodes["positions"].shape, dtype)
-    strain0 = jnp.zeros((n_graph, 3, 3), dtype)
-    (_, (energies, atomic)), (d_disp, d_strain) = jax.value_and_grad(
-        total_energy_disp, argnums=(0, 1), has_aux=True
-    )(disp0, strain0)
-    virial = -jnp.swapaxes(d_strain, -1, -2)
-    volume = jnp.abs(jnp.linalg.det(graph.globals["cell"].astype(dtype)))
-    safe = jnp.where(volume > 0, volume, 1.0)
-    stress = jnp.where((volume > 0)[:, None, None], -virial / safe[:, None, None], 0.0)
-    return {
-        "energy": energies,
-        "forces": -d_disp,
-        "virial": virial,
-        "stress": stress,
-        "atom_energy": atomic,
-    }
+        # d/d(positions) is d/d(strain-free positions): take it through a zero displacement.
+        def total_energy(disp, strain):
+            positions, cells = _strained(graph, strain)
+            atomic = atomic_energy_fn(params, graph, positions + disp, cells)
+            energies = graph_energies(graph, atomic)
+            return jnp.sum(energies), (energies, atomic)
+
+        disp0 = jnp.zeros(graph.nodes["positions"].shape, dtype)
+        strain0 = jnp.zeros((n_graph, 3, 3), dtype)
+        (_, (energies, atomic)), (d_disp, d_strain) = jax.value_and_grad(
+            total_energy, argnums=(0, 1), has_aux=True
+        )(disp0, strain0)
+        virial = -jnp.swapaxes(d_strain, -1, -2)
+        volume = jnp.abs(jnp.linalg.det(graph.globals["cell"].astype(dtype)))
+        safe = jnp.where(volume > 0, volume, 1.0)
+        stress = jnp.where((volume > 0)[:, None, None], -virial / safe[:, None, None], 0.0)
+        return {
+            "energy": energies,
+            "forces": -d_disp,
+            "virial": virial,
+            "stress": stress,
+            "atom_energy": atomic,
+        }
+
+    return forces_fn

@@ -1,75 +1,72 @@
 """The evaluation API: ``pot = dpa2_jax.load(path)``; ``pot.evaluate(coord, cell, atom_types)``.
 
-Frames are turned into neighbor graphs on the host, grouped into padded batches of a few bucket
-sizes, and evaluated by one jitted function per (head, padded shape): repeated calls with frames
-of the same size never recompile.
+A thin host-side wrapper around the model's pure functions: frames are checked
+(``data/frames.py``), turned into neighbor graphs, grouped into padded batches of a few bucket
+sizes (``graph/batching.py``), given a descriptor layout (``model/layout.py``) and evaluated by
+the compiled ``make_forces_fn`` (``model/compiled.py``): repeated calls with frames of the same
+size never recompile, and with the persistent compilation cache a new process does not either.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import jraph
 import numpy as np
 
-from dpa2_jax.errors import CheckpointError, ConfigError, DataError
+from dpa2_jax.data.frames import atom_type_indices, check_cells, check_coords
+from dpa2_jax.descriptor import Layout, family_of
+from dpa2_jax.errors import ConfigError
 from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph, node_mask
-from dpa2_jax.descriptor.dpa2 import truncation_is_exact
-from dpa2_jax.model.compile_options import compiler_options
+from dpa2_jax.graph.batching import EVAL_MANTISSA_BITS, plan_batches
+from dpa2_jax.model.compiled import compiled_forces_fn
 from dpa2_jax.model.config import ModelConfig
-from dpa2_jax.model.derivatives import energy_and_derivatives
+from dpa2_jax.model.jax_setup import enable_x64_for
+from dpa2_jax.model.layout import compact_layout
 from dpa2_jax.typing import Params
 
 logger = logging.getLogger(__name__)
 
 
-def _evaluate_batch(params, cfg: ModelConfig, head: str, graph, slots=None):
-    """Energy, forces, virial of a padded batch: one compilation per (cfg, head, slots, shape)."""
-    return _compiled_evaluator()(params, cfg, head, graph, slots)
-
-
-@functools.cache
-def _compiled_evaluator():
-    return jax.jit(
-        lambda params, cfg, head, graph, slots: energy_and_derivatives(
-            params, cfg, graph, head, slots=slots
-        ),
-        static_argnums=(1, 2, 4),
-        compiler_options=compiler_options(),
-    )
-
-
-def enable_x64_for(cfg: ModelConfig) -> None:
-    """float64 models need ``jax_enable_x64``; turn it on (once, with a log line) if needed."""
-    if cfg.descriptor.precision == "float64" and not jax.config.jax_enable_x64:
-        logger.info("enabling jax_enable_x64 for a float64 model")
-        jax.config.update("jax_enable_x64", True)
-
-
 class Potential:
-    """A loaded model: configuration, parameters and a compiled evaluator.
+    """A loaded model: configuration, parameters and compiled evaluation.
 
-    Attributes:
+    Args:
       config: the static ModelConfig.
-      params: the parameter tree (device arrays).
-      type_map: element symbols, atom type t is ``type_map[t]``.
-      heads: names of the fitting heads.
+      params: the parameter tree.
+      atoms_per_batch: most atoms evaluated in one compiled call.
+      node_chunk: centers per chunk of the per-atom blocks (memory, not numbers).
+
+    A float64 model needs ``jax_enable_x64`` on before it is built (``dpa2_jax.load`` does
+    that; see ``model/jax_setup.py``).
     """
 
-    def __init__(self, config: ModelConfig, params: Params, atoms_per_batch: int = 2048):
-        enable_x64_for(config)
+    def __init__(
+        self,
+        config: ModelConfig,
+        params: Params,
+        atoms_per_batch: int = 2048,
+        node_chunk: int = 1024,
+    ):
+        if config.descriptor.precision == "float64" and not jax.config.jax_enable_x64:
+            raise ConfigError(
+                "this model computes in float64 but jax_enable_x64 is off: call "
+                "jax.config.update('jax_enable_x64', True) first (dpa2_jax.load does it for you)"
+            )
         self.config = config
         dtype = jnp.float64 if config.descriptor.precision == "float64" else jnp.float32
         self.params = jax.tree.map(lambda x: jnp.asarray(x, dtype=dtype), params)
         self.atoms_per_batch = atoms_per_batch
-        # 4 significant bits: at most 12.5 % padding (the dense per-atom work scales with it)
-        self.padder = BucketPadder(mantissa_bits=4)
-        self._exact_truncation = truncation_is_exact(self.params["descriptor"], config.descriptor)
-        self._dtype = np.float64 if dtype == jnp.float64 else np.float32
+        self.node_chunk = node_chunk
+        self.padder = BucketPadder(mantissa_bits=EVAL_MANTISSA_BITS)
+        self._blocks = family_of(config.descriptor).compactable_blocks(
+            self.params["descriptor"], config.descriptor
+        )
+        self.dtype = np.float64 if dtype == jnp.float64 else np.float32  # of graphs fed in
 
     @property
     def type_map(self) -> tuple[str, ...]:
@@ -83,40 +80,9 @@ class Potential:
     def rcut(self) -> float:
         return self.config.descriptor.rcut
 
-    def atom_types(self, atom_types: Sequence[int] | Sequence[str] | np.ndarray) -> np.ndarray:
-        """Type indices [natoms] from indices or element symbols, checked against the type map."""
-        values = list(np.asarray(atom_types).reshape(-1))
-        if values and isinstance(values[0], str | np.str_):
-            missing = sorted({str(s) for s in values} - set(self.type_map))
-            if missing:
-                raise DataError(
-                    f"atom_types: element(s) {missing} are not in the model's type map "
-                    f"{list(self.type_map)}"
-                )
-            return np.array([self.type_map.index(str(s)) for s in values], np.int32)
-        types = np.asarray(atom_types)
-        if types.ndim != 1 or not np.issubdtype(types.dtype, np.integer):
-            raise DataError(
-                f"atom_types: expected a 1-D list of integers or element symbols, got "
-                f"shape {types.shape} dtype {types.dtype}"
-            )
-        bad = types[(types < 0) | (types >= len(self.type_map))]
-        if bad.size:
-            raise DataError(
-                f"atom_types: type(s) {sorted(set(bad.tolist()))} out of range for the type map "
-                f"{list(self.type_map)} (valid 0..{len(self.type_map) - 1})"
-            )
-        return types.astype(np.int32)
-
-    def slots(self, batches) -> tuple[int, int]:
-        """Static (three-body, repformer) slot counts for these batches: the most neighbors any
-        atom has within each block's cutoff, rounded up to a multiple of 8 (so few shapes
-        compile), wherever laying out fewer than sel slots gives the same numbers."""
-        ri, rf = self.config.descriptor.repinit, self.config.descriptor.repformer
-        exact3, exactf = self._exact_truncation
-        n3 = _max_neighbors(batches, ri.three_body_rcut) if exact3 else ri.three_body_sel
-        nf = _max_neighbors(batches, rf.rcut) if exactf else rf.nsel
-        return (min(ri.three_body_sel, _round8(n3)), min(rf.nsel, _round8(nf)))
+    def layout(self, batches: Sequence[jraph.GraphsTuple]) -> Layout:
+        """The descriptor layout ``evaluate`` uses for these unpadded batches."""
+        return compact_layout(self._blocks, batches, self.node_chunk)
 
     def evaluate(
         self,
@@ -140,30 +106,26 @@ class Potential:
           zero without a cell), atom_energy [nframes, natoms] eV.
         """
         head = self.config.resolve_head(head)
-        types = self.atom_types(atom_types)
-        coord = _check_coord(coord, len(types))
-        cells = _check_cell(cell, coord.shape[0])
+        types = atom_type_indices(atom_types, self.type_map)
+        coord = check_coords(coord, len(types))
+        cells = check_cells(cell, coord.shape[0])
+        desc = self.config.descriptor
         graphs = [
-            frame_to_graph(
-                coord[k], types, None if cells is None else cells[k], self.rcut,
-                self.config.descriptor.sel, dtype=self._dtype,
-            )
+            frame_to_graph(coord[k], types, None if cells is None else cells[k], desc.rcut,
+                           desc.sel, dtype=self.dtype)
             for k in range(coord.shape[0])
         ]  # fmt: skip
-        per_batch = max(1, self.atoms_per_batch // max(len(types), 1))
-        batches = [
-            batch_graphs(graphs[start : start + per_batch])
-            for start in range(0, len(graphs), per_batch)
-        ]
-        # Every batch of this call (a short last one too) gets the largest one's bucket.
-        sizes = [self.padder.sizes(b, n_graph=per_batch + 1) for b in batches]
-        shape = tuple(max(s[k] for s in sizes) for k in range(3))
-        slots = self.slots(batches)
+        groups, shape = plan_batches(
+            [len(types)] * len(graphs), [int(g.n_edge[0]) for g in graphs], self.atoms_per_batch
+        )
+        batches = [batch_graphs(graphs[g]) for g in groups]
+        layout = self.layout(batches)
+        forces_fn = compiled_forces_fn(self.config, head, layout)
         results = []
         for batch in batches:
             n = len(batch.n_node)
             batch = self.padder.pad_to(batch, shape)
-            out = _evaluate_batch(self.params, self.config, head, batch, slots)
+            out = forces_fn(self.params, batch)
             mask = np.asarray(node_mask(batch))
             results.append(
                 {
@@ -177,82 +139,11 @@ class Potential:
         return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
 
-def _round8(n: int) -> int:
-    return max(8, -(-n // 8) * 8)
-
-
-def _max_neighbors(batches, rcut: float) -> int:
-    """The most neighbors within rcut (plus 1e-6 A) of any atom in unpadded host batches."""
-    most = 0
-    for b in batches:
-        node_graph = np.repeat(np.arange(len(b.n_node)), b.n_node)
-        edge_graph = node_graph[b.receivers]
-        cells = b.globals["cell"][edge_graph]  # [n_edge, 3, 3]
-        pos = b.nodes["positions"]
-        diff = pos[b.senders] - pos[b.receivers] + np.einsum("ek,ekd->ed", b.edges["shifts"], cells)
-        within = np.linalg.norm(diff, axis=-1) <= rcut + 1e-6
-        counts = np.bincount(b.receivers[within], minlength=len(pos))
-        most = max(most, int(counts.max(initial=0)))
-    return most
-
-
-def _as_float(value, name: str) -> np.ndarray:
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"{name}: expected an array of numbers ({err})") from err
-
-
-def _check_coord(coord, natoms: int) -> np.ndarray:
-    coord = _as_float(coord, "coord")
-    if coord.ndim == 2:
-        coord = coord[None]
-    if coord.ndim != 3 or coord.shape[1:] != (natoms, 3) or coord.shape[0] == 0:
-        raise DataError(
-            f"coord: expected shape (nframes, {natoms}, 3) for {natoms} atoms, got {coord.shape}"
-        )
-    if not np.all(np.isfinite(coord)):
-        frame = int(np.argwhere(~np.isfinite(coord))[0, 0])
-        raise DataError(f"coord: NaN or inf in frame {frame}")
-    return coord
-
-
-def _check_cell(cell, nframes: int) -> np.ndarray | None:
-    if cell is None:
-        return None
-    cell = _as_float(cell, "cell")
-    if cell.shape in ((3, 3), (9,)):
-        cell = np.broadcast_to(cell.reshape(1, 3, 3), (nframes, 3, 3))
-    elif cell.ndim == 2 and cell.shape == (nframes, 9):
-        cell = cell.reshape(nframes, 3, 3)
-    if cell.shape != (nframes, 3, 3):
-        raise DataError(f"cell: expected shape ({nframes}, 3, 3), (3, 3) or None, got {cell.shape}")
-    if not np.all(np.isfinite(cell)):
-        frame = int(np.argwhere(~np.isfinite(cell))[0, 0])
-        raise DataError(f"cell: NaN or inf in frame {frame}")
-    volume = np.abs(np.linalg.det(cell))
-    if np.any(volume < 1e-6):
-        frame = int(np.argmin(volume))
-        raise DataError(f"cell: frame {frame} has a singular cell (volume {volume[frame]:.3g} A^3)")
-    return cell
-
-
 def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
-    """Loads a DeePMD ``.dp`` file or a dpa2_jax model directory (see ``dpa2-jax convert``)."""
-    from dpa2_jax.io.checkpoints import load_model
-    from dpa2_jax.io.deepmd_model import from_deepmd, model_json
-    from dpa2_jax.io.dp_format import read_dp
+    """Loads a DeePMD ``.dp`` file or a dpa2_jax model directory (see ``dpa2-jax convert``);
+    turns on ``jax_enable_x64`` for a float64 model (with a warning; ``model/jax_setup.py``)."""
+    from dpa2_jax.io.convert import read_model
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such model file or directory")
-    if os.path.isdir(path):
-        cfg, params, _ = load_model(path)
-    elif path.endswith(".dp"):
-        try:
-            cfg, params = from_deepmd(model_json(read_dp(path)))
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
-    else:
-        raise ConfigError(f"{path}: expected a .dp file or a dpa2_jax model directory")
+    cfg, params, _ = read_model(path)
+    enable_x64_for(cfg.descriptor.precision)
     return Potential(cfg, params, atoms_per_batch=atoms_per_batch)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dpa2_jax.errors import ConfigError
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.typing import Array, Params, Rng
 
 
 def _gelu_tanh(x: Array) -> Array:
@@ -59,7 +59,7 @@ def activation(name: str) -> Callable[[Array], Array]:
     key = name.lower()
     if key in _ACTIVATIONS:
         return _ACTIVATIONS[key]
-    if key.startswith("silut") or key.startswith("custom_silu"):
+    if key.startswith(("silut", "custom_silu")):
         return _silut(float(key.split(":")[-1]) if ":" in key else 3.0)
     raise ConfigError(
         f"activation_function {name!r} is not supported; choose one of {sorted(_ACTIVATIONS)}, "
@@ -71,6 +71,11 @@ def check_activation(name: str) -> str:
     """Raises ConfigError for an unknown activation; returns the name."""
     activation(name)
     return name
+
+
+def has_residual(d_in: int, d_out: int) -> bool:
+    """Whether a residual layer d_in -> d_out adds its input (d_out = d_in or 2 d_in)."""
+    return d_out in (d_in, 2 * d_in)
 
 
 def dense(params: Params, x: Array, act: str = "none", resnet: bool = False) -> Array:
@@ -105,7 +110,7 @@ def network(layers: Sequence[Params], x: Array, act: str, linear_output: bool = 
 
 
 def init_dense(
-    key: PRNGKey,
+    rng: Rng,
     d_in: int,
     d_out: int,
     bias: bool = True,
@@ -115,19 +120,17 @@ def init_dense(
 ) -> Params:
     """Initial parameters of a layer: w ~ N(0, stddev^2 / (d_in + d_out)), b ~ N(0, 1),
     idt ~ N(0.1, 0.001^2), the initialisation DeePMD uses."""
-    kw, kb, kt = jax.random.split(key, 3)
-    params: Params = {
-        "w": jax.random.normal(kw, (d_in, d_out), dtype) * stddev / np.sqrt(d_in + d_out)
-    }
+    w = rng.standard_normal((d_in, d_out)) * stddev / np.sqrt(d_in + d_out)
+    params: Params = {"w": w.astype(dtype)}
     if bias:
-        params["b"] = jax.random.normal(kb, (d_out,), dtype)
+        params["b"] = rng.standard_normal(d_out).astype(dtype)
     if timestep:
-        params["idt"] = 0.1 + 0.001 * jax.random.normal(kt, (d_out,), dtype)
+        params["idt"] = (0.1 + 0.001 * rng.standard_normal(d_out)).astype(dtype)
     return params
 
 
 def init_network(
-    key: PRNGKey,
+    rng: Rng,
     d_in: int,
     neuron: Sequence[int],
     resnet_dt: bool = False,
@@ -137,17 +140,16 @@ def init_network(
 ) -> list[Params]:
     """Layers of a network d_in -> neuron[0] -> ... (-> d_out through a linear layer)."""
     widths = [d_in, *neuron]
-    keys = jax.random.split(key, len(neuron) + 1)
     # As DeePMD, a timestep scale only where the residual connection exists.
     layers = [
         init_dense(
-            keys[k], widths[k], widths[k + 1], bias,
+            rng, widths[k], widths[k + 1], bias,
             resnet_dt and widths[k + 1] in (widths[k], 2 * widths[k]), dtype,
         )
         for k in range(len(neuron))
     ]  # fmt: skip
     if d_out is not None:
-        layers.append(init_dense(keys[-1], widths[-1], d_out, True, False, dtype))
+        layers.append(init_dense(rng, widths[-1], d_out, True, False, dtype))
     return layers
 
 

@@ -1,5 +1,6 @@
 """Tests for dpa2_jax/data/npy_system.py and dpa2_jax/data/system.py."""
 
+import logging
 import pathlib
 import shutil
 
@@ -105,6 +106,19 @@ def test_find_systems(tmp_path):
         find_systems(tmp_path)
     with pytest.raises(DataError, match="not a directory"):
         find_systems(tmp_path / "absent")
+
+
+def test_find_systems_warns_about_a_folder_without_type_raw(tmp_path, caplog):
+    write_system(tmp_path / "a")
+    write_system(tmp_path / "nested" / "b")
+    (tmp_path / "nested" / "b" / "type.raw").unlink()
+    (tmp_path / "notes").mkdir()  # neither a system nor like one: no warning
+    with caplog.at_level(logging.WARNING, logger="dpa2_jax.data"):
+        assert find_systems(tmp_path) == [str(tmp_path / "a")]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'nested' / 'b'}: no type.raw, so it is not read as a DeePMD system; skipped"
+    ]
+    assert caplog.records[0].levelno == logging.WARNING
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

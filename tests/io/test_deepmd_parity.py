@@ -14,7 +14,7 @@ import pytest
 import dpa2_jax
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph
-from dpa2_jax.model.potential import _evaluate_batch
+from dpa2_jax.model.compiled import compiled_forces_fn
 from dpa2_jax.io.deepmd_export import to_deepmd
 from dpa2_jax.io.deepmd_model import from_deepmd, model_json
 from dpa2_jax.io.dp_format import read_dp, write_dp
@@ -57,8 +57,11 @@ DEFAULT_VARIANTS = {
 UNSUPPORTED = {"use_econf_tebd"}  # needs the electron-configuration table; rejected clearly
 
 
-def _evaluate_cases(variant: str, geometries: list[str]) -> dict[str, dict]:
-    """Evaluates several geometries in one padded batch (one compilation per model)."""
+def _evaluate_cases(
+    variant: str, geometries: list[str], slots_on_device: bool = False
+) -> dict[str, dict]:
+    """Evaluates several geometries in one padded batch (one compilation per model). With
+    ``slots_on_device`` the edges are shuffled and ranked inside the compiled function."""
     pot = dpa2_jax.load(REFERENCE / f"{variant}.dp")
     refs = {g: _reference(f"{variant}__{g}") for g in geometries}
     graphs, sizes = [], []
@@ -67,13 +70,16 @@ def _evaluate_cases(variant: str, geometries: list[str]) -> dict[str, dict]:
             cell = ref["cells"][k] if bool(ref["pbc"]) else None
             graphs.append(
                 frame_to_graph(ref["coords"][k], ref["atom_types"], cell, pot.rcut,
-                               pot.config.descriptor.sel, dtype=pot._dtype)
+                               pot.config.descriptor.sel, dtype=pot.dtype)
             )  # fmt: skip
         sizes.append(ref["coords"].shape)
     unpadded = batch_graphs(graphs)
-    slots = pot.slots([unpadded])  # fewer slots than sel where that is exact, as evaluate() does
+    layout = pot.layout([unpadded])  # fewer slots than sel where exact, as evaluate() does
+    if slots_on_device:
+        unpadded = _shuffled_edges(unpadded, np.random.default_rng(7))
     batch = BucketPadder()(unpadded)
-    out = _evaluate_batch(pot.params, pot.config, "default", batch, slots)
+    forces_fn = compiled_forces_fn(pot.config, "default", layout, slots_on_device)
+    out = forces_fn(pot.params, batch)
     out = jax.tree.map(np.asarray, out)
     results, frame, node = {}, 0, 0
     for geometry, (nf, nat, _) in zip(refs, sizes):
@@ -85,6 +91,15 @@ def _evaluate_cases(variant: str, geometries: list[str]) -> dict[str, dict]:
         }
         frame, node = frame + nf, node + nf * nat
     return results
+
+
+def _shuffled_edges(graph, rng):
+    """The same graph with its edges in a random order and their slots erased."""
+    order = rng.permutation(len(graph.senders))
+    edges = {"shifts": graph.edges["shifts"][order], "slot": np.full(len(order), -7, np.int32)}
+    return graph._replace(
+        senders=graph.senders[order], receivers=graph.receivers[order], edges=edges
+    )
 
 
 def _check_variant(variant: str, geometries: list[str]) -> None:
@@ -111,6 +126,18 @@ def test_energy_forces_virial_match_deepmd(variant):
 def test_water_matches_deepmd_with_truncated_neighbor_lists():
     """Two 192-atom water frames where neighbor lists are cut to sel (no ties at the cut)."""
     _check_variant("base", ["water"])
+
+
+@pytest.mark.parametrize("variant", ["base", "no_three_body"])
+def test_slots_built_on_device_from_shuffled_edges_match_host_slots(variant):
+    """Periodic (triclinic and 192-atom water, lists truncated at sel) and free-space frames:
+    edges in random order, ranked inside jit, give the host-sorted numbers to 1e-12."""
+    geometries = ["small_cell", "molecule", "water"] if variant == "base" else ["small_cell"]
+    host = _evaluate_cases(variant, geometries)
+    device = _evaluate_cases(variant, geometries, slots_on_device=True)
+    for geometry in geometries:
+        for key in KEYS:
+            _assert_close(device[geometry][key], host[geometry][key], 1e-12, f"{geometry} {key}")
 
 
 @pytest.mark.slow

@@ -11,13 +11,13 @@ from configs import tiny
 from dpa2_jax.graph import batch_graphs, frame_to_graph, neighbor_list, pad_graph
 from dpa2_jax.io.deepmd_config import model_config
 from dpa2_jax.model.energy import init
-from dpa2_jax.model.potential import _evaluate_batch
+from dpa2_jax.model.compiled import compiled_forces_fn
 
 MOLECULE = pathlib.Path(__file__).parents[1] / "systems" / "cho_molecules" / "C3H3O4"
 HEAD = "default"
 TYPE_MAP = ("C", "H", "N", "O")
 # One padded shape (n_node, n_edge, n_graph) for every evaluation in tests/model: with the same
-# config, one compilation of potential._evaluate_batch serves all files.
+# config, one compilation of the model's forces function serves all files.
 PAD = (96, 2048, 6)
 
 
@@ -28,10 +28,8 @@ def tiny_config(type_map=TYPE_MAP):
 
 
 def random_params(cfg, seed, zero_block_davg=False):
-    """Random parameters with init()'s structure, drawn with numpy.
-
-    (Drawing them with init() itself costs seconds of XLA compilation of its many jax.random
-    calls.) Weights w ~ N(0, 1/(d_in + d_out)), biases ~ N(0, 1), timesteps ~ 0.1, residual
+    """Random parameters with init()'s structure, with statistics and biases far from init()'s
+    neutral values (so that every parameter matters). Weights w ~ N(0, 1/(d_in + d_out)), biases ~ N(0, 1), timesteps ~ 0.1, residual
     scales ~ N(0, 0.1^2) (the tiny config's update_residual), layer-norm scales ~ 1, energy
     biases ~ N(0, 1).
     davg, dstd: per type, the same in every neighbor slot (as DeePMD's statistics are); davg
@@ -42,7 +40,7 @@ def random_params(cfg, seed, zero_block_davg=False):
     so a non-zero davg there makes the energy depend on which atom comes first.
     """
     rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.PRNGKey(0))
+    shapes = init(jax.random.key(0), cfg)
 
     def draw(path, leaf):
         names = [str(getattr(k, "key", getattr(k, "idx", ""))) for k in path]
@@ -118,6 +116,11 @@ def split(out, frames):
     return results
 
 
+def run_model(params, cfg, batch):
+    """The model's compiled forces function (full slot layout) on one padded batch."""
+    return compiled_forces_fn(cfg, HEAD)(params, batch)
+
+
 def evaluate(params, cfg, frames):
     """Outputs, one dict per frame, of frames [(positions, types, cell or None)], evaluated in
     as many PAD-shaped batches as they need."""
@@ -134,6 +137,6 @@ def evaluate(params, cfg, frames):
         while stop < len(graphs) and fits(start, stop + 1):
             stop += 1
         batch = pad_graph(batch_graphs(graphs[start:stop]), *PAD)
-        results += split(_evaluate_batch(params, cfg, HEAD, batch), frames[start:stop])
+        results += split(run_model(params, cfg, batch), frames[start:stop])
         start = stop
     return results

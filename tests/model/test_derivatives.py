@@ -4,7 +4,7 @@ Forces against central finite differences of the energy; the virial against fini
 under a homogeneous strain r -> r (I + eps), cell -> cell (I + eps), with DeePMD's sign
 W = -(dE/d eps)^T; stress = -W / V; a finite, symmetric Hessian.
 The model is the tiny config with the type map C, H, N, O and random parameters, as in
-test_invariance.py (the helpers below are a copy of that file's).
+test_invariance.py (shared helpers come from model_helpers.py).
 """
 
 import functools
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dpa2_jax.graph import frame_to_graph, node_mask, pad_graph
-from dpa2_jax.model.energy import atomic_energies
+from dpa2_jax.model import make_energy_fn
 
 from model_helpers import (
     HEAD,
@@ -148,9 +148,10 @@ def test_stress_matches_volume_derivative(params, cfg, systems):
     jax.jit, static_argnums=(1,), compiler_options={"xla_backend_optimization_level": 0}
 )
 def _hessian(params, cfg, graph):
-    def energy(positions):
-        atomic = atomic_energies(params, cfg, graph, positions, graph.globals["cell"], HEAD)
-        return jnp.sum(jnp.where(node_mask(graph), atomic, 0.0))
+    energy_fn = make_energy_fn(cfg, HEAD)
+
+    def energy(positions):  # the padding graph holds no atoms, so its energy is 0
+        return jnp.sum(energy_fn(params, graph, positions, graph.globals["cell"]))
 
     return jax.hessian(energy)(graph.nodes["positions"])
 

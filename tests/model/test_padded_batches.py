@@ -5,7 +5,7 @@ C3H3O4 molecule) batched and padded give, frame by frame, what each frame gives 
 not; the values stored in padding nodes, edges and graphs are ignored; ``Potential.evaluate``
 matches the model and does not depend on ``atoms_per_batch``, and a second call with the same
 shapes does not recompile. (Named test_padded_batches.py: tests/graph/test_padding.py holds the
-module name test_padding.) Helpers are a copy of test_invariance.py's.
+module name test_padding.) Helpers come from model_helpers.py.
 """
 
 import numpy as np
@@ -19,7 +19,8 @@ from dpa2_jax.graph import (
     node_mask,
     pad_graph,
 )
-from dpa2_jax.model.potential import Potential, _compiled_evaluator, _evaluate_batch
+from dpa2_jax.model.compiled import n_compiled
+from dpa2_jax.model.potential import Potential
 
 from model_helpers import (
     HEAD,
@@ -27,6 +28,7 @@ from model_helpers import (
     PAD,
     TYPE_MAP,
     evaluate,
+    run_model,
     graph_of,
     random_params,
     random_positions,
@@ -109,7 +111,7 @@ def test_unpadded_frame_matches_batch(params, cfg, frames, batched):
     frame = frames[2]
     graph = graph_of(cfg, frame)
     assert graph.n_node.tolist() == [len(frame[0])]
-    (alone,) = split(_evaluate_batch(params, cfg, HEAD, graph), [frame])
+    (alone,) = split(run_model(params, cfg, graph), [frame])
     assert_same(batched[2], alone)
 
 
@@ -143,14 +145,14 @@ def test_padding_values_are_ignored(params, cfg, frames, batched):
     noisy = batch._replace(
         nodes=nodes, edges=edges, senders=senders, receivers=receivers, globals=globals_
     )
-    for k, out in enumerate(split(_evaluate_batch(params, cfg, HEAD, noisy), frames)):
+    for k, out in enumerate(split(run_model(params, cfg, noisy), frames)):
         assert_same(batched[k], out)
 
 
 def test_outputs_are_finite_everywhere(params, cfg, frames):
     """Padding entries are meaningless but finite, so masked losses and their gradients stay so."""
     batch = pad_graph(batch_graphs([graph_of(cfg, f) for f in frames[:2]]), *PAD)
-    out = _evaluate_batch(params, cfg, HEAD, batch)
+    out = run_model(params, cfg, batch)
     for key, value in out.items():
         assert np.all(np.isfinite(np.asarray(value))), key
 
@@ -188,11 +190,11 @@ def test_atoms_per_batch_does_not_change_results(pot80, pot16, pot_frames):
 def test_same_shapes_do_not_recompile(pot16, pot_frames):
     coords, types = pot_frames
     first = pot16.evaluate(coords, POT_CELL, types)
-    shapes, compiled = pot16.padder.n_shapes, _compiled_evaluator()._cache_size()
+    shapes, compiled = pot16.padder.n_shapes, n_compiled()
     shift = np.array([0.3, -0.7, 1.1])  # same neighbor lists, so the same padded shapes
     second = pot16.evaluate(coords[::-1] + shift, np.tile(POT_CELL.reshape(1, 9), (5, 1)), types)
     assert pot16.padder.n_shapes == shapes
-    assert _compiled_evaluator()._cache_size() == compiled
+    assert n_compiled() == compiled
     assert_same({k: v[::-1] for k, v in first.items()}, second, tol=1e-10)
 
 

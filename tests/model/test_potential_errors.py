@@ -12,18 +12,18 @@ import pytest
 
 import dpa2_jax
 from dpa2_jax.errors import CheckpointError, ConfigError, DataError
+from dpa2_jax.graph import frame_to_graph
 from dpa2_jax.io.dp_format import write_dp
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.energy import init
 from dpa2_jax.model.potential import Potential
-
 
 CELL = np.eye(3) * 6.0
 
 
 def placeholder_params(cfg):
     """Parameters of init()'s structure (the values do not matter: nothing is evaluated)."""
-    shapes = jax.eval_shape(lambda key: init(key, cfg), jax.random.PRNGKey(0))
+    shapes = init(jax.random.key(0), cfg)
     return jax.tree.map(lambda leaf: jnp.ones(leaf.shape, leaf.dtype), shapes)
 
 
@@ -61,8 +61,35 @@ def test_wrong_coord_shape(pot, frame):
         pot.evaluate(coords[..., :2], CELL, types)
     with pytest.raises(DataError, match=r"coord: expected shape .* got \(24,\)"):
         pot.evaluate(coords.reshape(-1), CELL, types)
-    with pytest.raises(DataError, match=r"got \(0, 4, 3\)"):
+
+
+def test_zero_frames_say_so(pot, frame):
+    _, types = frame
+    with pytest.raises(DataError, match="coord: got 0 frames; pass at least one frame"):
         pot.evaluate(np.zeros((0, 4, 3)), CELL, types)
+
+
+EMPTY = "the structure has no atoms; a frame needs at least one atom"
+
+
+@pytest.mark.parametrize("types", [[], np.array([], int), np.array([], str)])
+def test_empty_structure_one_message_from_every_entry_point(pot, types):
+    """Potential.evaluate (indices or symbols), the graph builder and the ASE calculator all
+    report an empty structure with the same check and message (not a dtype complaint)."""
+    with pytest.raises(DataError, match=EMPTY):
+        pot.evaluate(np.zeros((1, 0, 3)), CELL, types)
+    with pytest.raises(DataError, match=EMPTY):
+        frame_to_graph(np.zeros((0, 3)), np.array([], int), None, 4.0, 10)
+
+
+def test_empty_atoms_in_the_ase_calculator(pot):
+    ase = pytest.importorskip("ase")
+    from dpa2_jax import DPA2Calculator
+
+    atoms = ase.Atoms()
+    atoms.calc = DPA2Calculator(pot)
+    with pytest.raises(DataError, match=EMPTY):
+        atoms.get_potential_energy()
 
 
 def test_natoms_mismatch(pot, frame):
@@ -200,7 +227,7 @@ def test_load_model_with_another_descriptor(tmp_path):
     with pytest.raises(
         ConfigError,
         match=re.escape(str(path))
-        + r": descriptor type 'se_e2_a' is not supported \(only 'dpa2'\)",
+        + r": descriptor type 'se_e2_a' is not supported \(available: \['dpa2'\]\)",
     ):
         dpa2_jax.load(path)
 

@@ -3,16 +3,15 @@
 One atom B moves along a line away from atom A of a small cluster, so that |r_AB| crosses the
 repinit cutoff (4 A) or the repformer and three-body cutoffs (both 3 A in configs/tiny.py). Energy
 steps must be bounded by step * max |dE/dd| (no jump), forces must not jump, and beyond every
-cutoff B must not interact at all. Helpers are a copy of test_invariance.py's.
+cutoff B must not interact at all. Helpers come from model_helpers.py.
 """
 
 import numpy as np
 import pytest
 
 from dpa2_jax.graph import batch_graphs, frame_to_graph, pad_graph
-from dpa2_jax.model.potential import _evaluate_batch
 
-from model_helpers import HEAD, PAD, random_params, tiny_config
+from model_helpers import PAD, random_params, run_model, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +47,7 @@ def scan(params, cfg, distances):
             )
             for d in distances[start : start + per_batch]
         ]  # fmt: skip
-        out = _evaluate_batch(params, cfg, HEAD, pad_graph(batch_graphs(graphs), *PAD))
+        out = run_model(params, cfg, pad_graph(batch_graphs(graphs), *PAD))
         n = len(graphs)
         energies.append(np.asarray(out["energy"])[:n])
         forces.append(np.asarray(out["forces"])[: 6 * n].reshape(n, 6, 3))

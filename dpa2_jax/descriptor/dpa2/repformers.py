@@ -7,27 +7,28 @@ then ``nlayers`` repformer layers; the last one updates g1 only.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import functools
 
-from dpa2_jax.descriptor import repformer_layer
-from dpa2_jax.descriptor.config import RepformerConfig
+import jax.numpy as jnp
+import numpy as np
+
+from dpa2_jax.descriptor.dpa2 import repformer_layer
+from dpa2_jax.descriptor.dpa2.config import RepformerConfig
 from dpa2_jax.descriptor.env_mat import Neighborhood
 from dpa2_jax.nn import activation, dense, init_dense
 from dpa2_jax.nn.chunking import map_nodes
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.typing import Array, Params, Rng
 
 
-def init(key: PRNGKey, cfg: RepformerConfig, ntypes: int, dtype) -> Params:
-    keys = jax.random.split(key, cfg.nlayers + 1)
+def init(rng: Rng, cfg: RepformerConfig, ntypes: int, dtype) -> Params:
     return {
-        "g2_embd": init_dense(keys[0], 1, cfg.g2_dim, dtype=dtype),
+        "g2_embd": init_dense(rng, 1, cfg.g2_dim, dtype=dtype),
         "layers": [
-            repformer_layer.init(keys[k + 1], cfg, k < cfg.nlayers - 1, dtype)
+            repformer_layer.init(rng, cfg, update_g2=k < cfg.nlayers - 1, dtype=dtype)
             for k in range(cfg.nlayers)
         ],
-        "davg": jnp.zeros((ntypes, cfg.nsel, 4), dtype),
-        "dstd": jnp.ones((ntypes, cfg.nsel, 4), dtype),
+        "davg": np.zeros((ntypes, cfg.nsel, 4), dtype),
+        "dstd": np.ones((ntypes, cfg.nsel, 4), dtype),
     }
 
 
@@ -61,12 +62,13 @@ def apply(
         g2, h2 = rr[..., :1], rr[..., 1:]
     g1 = act(g1)
     g2 = act(dense(params["g2_embd"], g2))  # [n_node, nsel, g2_dim]
-    for layer in params["layers"]:
-
-        def step(g1_i, g2, h2, index, mask, sw, g1_all, layer=layer):
-            return repformer_layer.apply(
-                layer, cfg, smooth, g1_i, g2, h2, index, mask, sw, g1_all=g1_all
-            )
-
+    for k in range(cfg.nlayers):
+        step = functools.partial(  # step(g1, g2, h2, index, mask, sw, g1_all)
+            repformer_layer.apply,
+            params["layers"][k],
+            cfg,
+            smooth,
+            update_g2=k < cfg.nlayers - 1,  # the last layer updates g1 only, as in init
+        )
         g1, g2, h2 = map_nodes(step, node_chunk, (g1, g2, h2, nb.index, nb.mask, sw), (g1,))
     return g1

@@ -11,31 +11,21 @@ environment matrix:
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from dpa2_jax.descriptor.config import RepinitConfig
-from dpa2_jax.nn import init_network, network
-from dpa2_jax.nn.mlp import first_layer_split, network_channels
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.descriptor.dpa2.config import RepinitConfig
+from dpa2_jax.descriptor.dpa2.repinit import (
+    first_layer_has_residual,
+    init_block,
+    pair_type_table,
+    type_projections,
+)
+from dpa2_jax.nn.mlp import network_channels
+from dpa2_jax.typing import Array, Params, Rng
 
 
-def init(key: PRNGKey, cfg: RepinitConfig, ntypes: int, dtype) -> Params:
-    k1, k2 = jax.random.split(key)
-    concat = cfg.tebd_input_mode == "concat"
-    neuron = cfg.three_body_neuron
-    params: Params = {
-        "embedding": init_network(
-            k1, 1 + (2 * cfg.tebd_dim if concat else 0), neuron, cfg.resnet_dt, dtype=dtype
-        ),
-        "davg": jnp.zeros((ntypes, cfg.three_body_sel, 4), dtype),
-        "dstd": jnp.ones((ntypes, cfg.three_body_sel, 4), dtype),
-    }
-    if not concat:
-        params["embedding_strip"] = init_network(
-            k2, 2 * cfg.tebd_dim, neuron, cfg.resnet_dt, dtype=dtype
-        )
-    return params
+def init(rng: Rng, cfg: RepinitConfig, ntypes: int, dtype) -> Params:
+    return init_block(rng, cfg, cfg.three_body_neuron, cfg.three_body_sel, 2, ntypes, dtype)
 
 
 def apply(
@@ -65,33 +55,26 @@ def apply(
     # Channel by channel ([n_node, sel3, sel3] arrays): the pair tensor is the largest of
     # the model and the network is narrow, so this layout is the fast one (see nn.mlp).
     if cfg.tebd_input_mode == "concat":
-        d_in, d_out = layers[0]["w"].shape
         t_nei = tebd[nei_species]  # [n_node, sel3, tebd_dim]
-        if d_out in (d_in, 2 * d_in):  # residual first layer: needs the explicit input
+        if first_layer_has_residual(cfg, cfg.three_body_neuron, 2):
             xs = [e] + [
                 jnp.broadcast_to(t_nei[:, :, None, c], e.shape) for c in range(cfg.tebd_dim)
             ]
             xs += [jnp.broadcast_to(t_nei[:, None, :, c], e.shape) for c in range(cfg.tebd_dim)]
             g = network_channels(layers, xs, act)
         else:
-            # [e_jk, T_j, T_k] @ W = e_jk W_e + (T W_j)[t_j] + (T W_k)[t_k]
-            w = first_layer_split(layers[0], [1, cfg.tebd_dim, cfg.tebd_dim])
-            p_j = (tebd @ w[1])[nei_species]  # [n_node, sel3, d_out]
-            p_k = (tebd @ w[2])[nei_species]
-            pre = [e * w[0][0, c] + p_j[:, :, None, c] + p_k[:, None, :, c] for c in range(d_out)]
+            w_e, (table_j, table_k) = type_projections(layers[0], tebd, 2)
+            p_j = table_j[nei_species]  # [n_node, sel3, d_out]
+            p_k = table_k[nei_species]
+            pre = [
+                e * w_e[c] + p_j[:, :, None, c] + p_k[:, None, :, c] for c in range(w_e.shape[0])
+            ]
             g = network_channels(layers, pre, act, first_pre=True)
     else:
         g_s = network_channels(layers, [e], act)
-        nt = tebd.shape[0]
-        pair = jnp.concatenate(
-            [
-                jnp.broadcast_to(tebd[:, None, :], (nt, nt, tebd.shape[1])),
-                jnp.broadcast_to(tebd[None, :, :], (nt, nt, tebd.shape[1])),
-            ],
-            -1,
-        )
-        table = network(params["embedding_strip"], pair, act)  # [n_type+1, n_type+1, ng]
-        pair_index = nei_species[:, :, None] * nt + nei_species[:, None, :]
+        # [t_k, t_j] -> N_t([T_j, T_k]): the table is indexed [center, neighbor] = [k, j]
+        table = pair_type_table(params["embedding_strip"], tebd, act, one_side=False)
+        pair_index = nei_species[:, None, :] * tebd.shape[0] + nei_species[:, :, None]
         sw2 = sw[:, :, None] * sw[:, None, :] if smooth else None
         g = []
         for c, gs in enumerate(g_s):

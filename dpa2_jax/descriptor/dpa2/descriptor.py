@@ -9,47 +9,48 @@ D_i    = [g1_i, T_i]                                   (concat_output_tebd)
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+import numpy as np
 
-from dpa2_jax.descriptor import repformers, repinit, three_body, type_embedding
-from dpa2_jax.descriptor.config import DescriptorConfig
+from dpa2_jax.descriptor import type_embedding
+from dpa2_jax.descriptor.dpa2 import repformers, repinit, three_body
+from dpa2_jax.descriptor.dpa2.config import DescriptorConfig
 from dpa2_jax.descriptor.env_mat import (
     Neighborhood,
     environment_matrix,
     normalize,
     pair_exclusion_mask,
 )
+from dpa2_jax.descriptor.family import Block, Layout
 from dpa2_jax.nn import dense, init_dense
 from dpa2_jax.nn.chunking import map_nodes
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.typing import Array, Params, Rng
 
 
 def dtype_of(cfg: DescriptorConfig):
     return jnp.float64 if cfg.precision == "float64" else jnp.float32
 
 
-def init(key: PRNGKey, cfg: DescriptorConfig) -> Params:
+def init(rng: Rng, cfg: DescriptorConfig) -> Params:
     """Initial parameters; statistics are davg = 0, dstd = 1 until computed from data."""
     dtype = dtype_of(cfg)
     ri = cfg.repinit
-    keys = jax.random.split(key, 6)
     params: Params = {
         "type_embedding": type_embedding.init(
-            keys[0], cfg.ntypes, ri.tebd_dim, cfg.use_tebd_bias, dtype
+            rng, cfg.ntypes, ri.tebd_dim, cfg.use_tebd_bias, dtype
         ),
-        "repinit": repinit.init(keys[1], ri, cfg.ntypes, dtype),
-        "repformers": repformers.init(keys[2], cfg.repformer, cfg.ntypes, dtype),
+        "repinit": repinit.init(rng, ri, cfg.ntypes, dtype),
+        "repformers": repformers.init(rng, cfg.repformer, cfg.ntypes, dtype),
     }
     if ri.use_three_body:
-        params["three_body"] = three_body.init(keys[3], ri, cfg.ntypes, dtype)
+        params["three_body"] = three_body.init(rng, ri, cfg.ntypes, dtype)
     if ri.dim_out != cfg.repformer.g1_dim:
         params["g1_shape_transform"] = init_dense(
-            keys[4], ri.dim_out, cfg.repformer.g1_dim, bias=False, dtype=dtype
+            rng, ri.dim_out, cfg.repformer.g1_dim, bias=False, dtype=dtype
         )
     if cfg.add_tebd_to_repinit_out:
         params["tebd_transform"] = init_dense(
-            keys[5], ri.tebd_dim, cfg.repformer.g1_dim, bias=False, dtype=dtype
+            rng, ri.tebd_dim, cfg.repformer.g1_dim, bias=False, dtype=dtype
         )
     return params
 
@@ -74,15 +75,15 @@ def apply(
     cfg: DescriptorConfig,
     species: Array,
     nb: Neighborhood,
-    slots: tuple[int, int] | None = None,
+    layout: Layout = Layout(),
 ) -> Array:
     """The per-atom descriptor.
 
     Args:
       species: [n_node] int32 type indices.
       nb: neighborhood at the repinit cutoff with ``cfg.sel`` slots.
-      slots: (three-body, repformer) slots to lay out, when fewer than sel suffice (see
-        ``truncation_is_exact``); None lays out all of them.
+      layout: node chunk, and the (three-body, repformer) slots to lay out when fewer than sel
+        suffice (see ``compactable_blocks``); ``slots=None`` lays out all of them.
 
     Returns:
       [n_node, cfg.dim_out]
@@ -93,7 +94,8 @@ def apply(
 
     nb = nb.restrict(ri.rcut, ri.nsel)  # also drops neighbors a stale graph still holds
     rr, sw, nei = _block_env(params["repinit"], species, nb, cfg, ri.rcut, ri.rcut_smth)
-    chunk = cfg.node_chunk
+    chunk = layout.node_chunk
+    slots = layout.slots
     g1 = map_nodes(
         lambda rr, sw, sp, nei: repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, sp, nei, tebd),
         chunk, (rr, sw, species, nei),
@@ -130,19 +132,21 @@ def apply(
     return g1
 
 
-def truncation_is_exact(params: Params, cfg: DescriptorConfig) -> tuple[bool, bool]:
-    """Whether the three-body and the repformer blocks give the same numbers when only the
-    slots holding neighbors are laid out (host-side check on concrete parameters).
+def compactable_blocks(params: Params, cfg: DescriptorConfig) -> tuple[Block, Block]:
+    """The three-body and the repformer blocks, each with whether it gives the same numbers
+    when only the slots holding neighbors are laid out (host-side check on concrete parameters).
 
     Three-body: an empty slot's row is -davg/dstd; its pair products vanish iff the direction
     columns of davg are zero (DeePMD's statistics keep them zero). Repformer: empty slots are
     masked everywhere except in the smooth softmax of attention, so without attention.
     """
-    import numpy as np
 
     ri, rf = cfg.repinit, cfg.repformer
     three = ri.use_three_body and not np.any(np.asarray(params["three_body"]["davg"])[..., 1:])
     attention = rf.update_g1_has_attn or (
         rf.nlayers > 1 and (rf.update_g2_has_attn or rf.update_h2)
     )
-    return bool(three), bool(not (cfg.smooth and attention))
+    return (
+        Block(ri.three_body_rcut, ri.three_body_sel, bool(three)),
+        Block(rf.rcut, rf.nsel, bool(not (cfg.smooth and attention))),
+    )

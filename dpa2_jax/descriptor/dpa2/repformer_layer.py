@@ -10,15 +10,15 @@ The updates are combined by ``residual.combine``.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+import numpy as np
 
-from dpa2_jax.descriptor import repformer_attention as attention
-from dpa2_jax.descriptor.config import RepformerConfig
-from dpa2_jax.descriptor.residual import combine
+from dpa2_jax.descriptor.dpa2 import repformer_attention as attention
+from dpa2_jax.descriptor.dpa2.config import RepformerConfig
+from dpa2_jax.descriptor.dpa2.residual import combine
 from dpa2_jax.descriptor.symmetrization import neighbor_norm, symmetrize
 from dpa2_jax.nn import activation, dense, init_dense, layer_norm
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.typing import Array, Params, Rng
 
 
 def linear1_in_dim(cfg: RepformerConfig) -> int:
@@ -32,18 +32,31 @@ def linear1_in_dim(cfg: RepformerConfig) -> int:
     return dim
 
 
-def init(key: PRNGKey, cfg: RepformerConfig, update_g2: bool, dtype) -> Params:
+def g2_terms(cfg: RepformerConfig, update_g2: bool) -> tuple[bool, bool, bool]:
+    """Which optional g2/h2 update terms a layer has: (g1g1, g2 attention, h2 attention).
+
+    The single place these are decided, for ``init`` and ``apply`` alike; ``update_g2`` is False
+    for the last layer, which updates g1 only (DeePMD's ``update_chnnl_2``).
+    """
+    return (
+        update_g2 and cfg.update_g2_has_g1g1,
+        update_g2 and cfg.update_g2_has_attn,
+        update_g2 and cfg.update_h2,
+    )
+
+
+def init(rng: Rng, cfg: RepformerConfig, update_g2: bool, dtype) -> Params:
     """Parameters of one layer; ``update_g2`` is False for the last layer."""
-    keys = iter(jax.random.split(key, 32))
     g1d, g2d = cfg.g1_dim, cfg.g2_dim
+    has_g1g1, has_g2_attn, has_h2_attn = g2_terms(cfg, update_g2)
 
     def lin(d_in, d_out, bias=True):
-        return init_dense(next(keys), d_in, d_out, bias=bias, dtype=dtype)
+        return init_dense(rng, d_in, d_out, bias=bias, dtype=dtype)
 
     def res(dim):
         if cfg.update_residual_init == "const":
-            return jnp.full((dim,), cfg.update_residual, dtype)
-        return cfg.update_residual * jax.random.normal(next(keys), (dim,), dtype)
+            return np.full((dim,), cfg.update_residual, dtype)
+        return (cfg.update_residual * rng.standard_normal(dim)).astype(dtype)
 
     p: Params = {"linear1": lin(linear1_in_dim(cfg), g1d)}
     g1_res = [res(g1d)]  # linear1
@@ -60,20 +73,20 @@ def init(key: PRNGKey, cfg: RepformerConfig, update_g2: bool, dtype) -> Params:
             g1_res.append(res(g1d))
         else:
             p["proj_g1g2"] = lin(g1d, g2d, bias=False)
-    if update_g2 and cfg.update_g2_has_g1g1:
+    if has_g1g1:
         p["proj_g1g1g2"] = lin(g1d, g2d, bias=False)
         g2_res.append(res(g2d))
-    if update_g2 and (cfg.update_g2_has_attn or cfg.update_h2):
+    if has_g2_attn or has_h2_attn:
         nh, hid = cfg.attn2_nhead, cfg.attn2_hidden
         p["attn2g_map"] = {"mapqk": lin(g2d, 2 * hid * nh, bias=False)}
-        if cfg.update_g2_has_attn:
+        if has_g2_attn:
             p["attn2_mh_apply"] = {
                 "mapv": lin(g2d, g2d * nh, False),
                 "head_map": lin(g2d * nh, g2d),
             }
             p["attn2_lm"] = {"w": jnp.ones((g2d,), dtype), "b": jnp.zeros((g2d,), dtype)}
             g2_res.append(res(g2d))
-        if cfg.update_h2:
+        if has_h2_attn:
             p["attn2_ev_apply"] = {"head_map": lin(nh, 1, bias=False)}
             h2_res.append(res(1))
     if cfg.update_g1_has_attn:
@@ -89,16 +102,20 @@ def init(key: PRNGKey, cfg: RepformerConfig, update_g2: bool, dtype) -> Params:
     return p
 
 
-def _conv(p: Params, cfg: RepformerConfig, smooth: bool, gg1, g2, mask, sw) -> Array:
-    """sum_j g2_ij * g1_j (one side projected) over the neighbors. -> [n_node, g1 or g2 dim]."""
-    if not cfg.g1_out_conv:
-        gg1 = dense(p["proj_g1g2"], gg1)
+def _conv(
+    proj: Params, out_conv: bool, gg1: Array, g2: Array, mask: Array, sw: Array, smooth: bool,
+    nsel: int,
+) -> Array:  # fmt: skip
+    """sum_j g2_ij * g1_j sw_ij / sel, with g2 projected to g1_dim (``out_conv``) or g1_j to
+    g2_dim. gg1: [n_node, sel, g1_dim]; g2: [n_node, sel, g2_dim] -> [n_node, g1 or g2 dim]."""
+    if not out_conv:
+        gg1 = dense(proj, gg1)
     gg1 = jnp.where(mask[..., None], gg1, 0.0)
     if smooth:
         gg1 = gg1 * sw[..., None]
-    norm = neighbor_norm(mask, smooth, use_sqrt=False, nsel=cfg.nsel).astype(gg1.dtype)
-    if cfg.g1_out_conv:
-        g2 = dense(p["proj_g1g2"], g2)
+    norm = neighbor_norm(mask, smooth, use_sqrt=False, nsel=nsel).astype(gg1.dtype)
+    if out_conv:
+        g2 = dense(proj, g2)
     return jnp.sum(g2 * gg1, axis=1) * norm
 
 
@@ -113,6 +130,8 @@ def apply(
     mask: Array,
     sw: Array,
     g1_all: Array | None = None,
+    *,
+    update_g2: bool,
 ) -> tuple[Array, Array, Array]:
     """One layer.
 
@@ -121,12 +140,13 @@ def apply(
       index, mask, sw: [n_node, sel] neighbor node, real-neighbor mask, switch.
       g1_all: [n_all, g1_dim] g1 of every atom that ``index`` points to (default: g1), so
         the layer can run on a chunk of centers.
+      update_g2: static; False for the last layer, which updates g1 only (as in ``init``).
 
     Returns:
       the updated (g1, g2, h2), same shapes.
     """
     act = activation(cfg.activation_function)
-    update_g2 = "linear2" in p
+    has_g1g1, has_g2_attn, has_h2_attn = g2_terms(cfg, update_g2)
     gg1 = (g1 if g1_all is None else g1_all)[index]  # [n_node, sel, g1_dim] neighbors' g1
     g1_updates, g2_updates, h2_updates = [], [], []
     g1_mlp_in = [] if cfg.g1_out_mlp else [g1]
@@ -134,32 +154,30 @@ def apply(
         g1_updates.append(act(dense(p["g1_self_mlp"], g1)))
     if update_g2:
         g2_updates.append(act(dense(p["linear2"], g2)))
-        if "proj_g1g1g2" in p:
-            g1g1 = jnp.where(mask[..., None], g1[:, None, :] * gg1, 0.0)
-            if smooth:
-                g1g1 = g1g1 * sw[..., None]
-            g2_updates.append(dense(p["proj_g1g1g2"], g1g1))
-        if "attn2g_map" in p:
-            attn = attention.pair_attention_map(
-                p["attn2g_map"],
-                g2,
-                h2,
-                mask,
-                sw,
-                cfg.attn2_hidden,
-                cfg.attn2_nhead,
-                cfg.attn2_has_gate,
-                smooth,
-            )  # [n_node, nhead, sel, sel]
-            if cfg.update_g2_has_attn:
-                g2_att = attention.pair_attention_apply(p["attn2_mh_apply"], attn, g2)
-                g2_updates.append(layer_norm(p["attn2_lm"], g2_att, cfg.ln_eps))
-            if cfg.update_h2:
-                h2_updates.append(
-                    attention.pair_attention_equivariant(p["attn2_ev_apply"], attn, h2)
-                )
+    if has_g1g1:
+        g1g1 = jnp.where(mask[..., None], g1[:, None, :] * gg1, 0.0)
+        if smooth:
+            g1g1 = g1g1 * sw[..., None]
+        g2_updates.append(dense(p["proj_g1g1g2"], g1g1))
+    if has_g2_attn or has_h2_attn:
+        attn = attention.pair_attention_map(
+            p["attn2g_map"],
+            g2,
+            h2,
+            mask,
+            sw,
+            cfg.attn2_hidden,
+            cfg.attn2_nhead,
+            cfg.attn2_has_gate,
+            smooth,
+        )  # [n_node, nhead, sel, sel]
+        if has_g2_attn:
+            g2_att = attention.pair_attention_apply(p["attn2_mh_apply"], attn, g2)
+            g2_updates.append(layer_norm(p["attn2_lm"], g2_att, cfg.ln_eps))
+        if has_h2_attn:
+            h2_updates.append(attention.pair_attention_equivariant(p["attn2_ev_apply"], attn, h2))
     if cfg.update_g1_has_conv:
-        conv = _conv(p, cfg, smooth, gg1, g2, mask, sw)
+        conv = _conv(p["proj_g1g2"], cfg.g1_out_conv, gg1, g2, mask, sw, smooth, cfg.nsel)
         (g1_updates if cfg.g1_out_conv else g1_mlp_in).append(conv)
     if cfg.update_g1_has_grrg:
         g1_mlp_in.append(
@@ -177,9 +195,14 @@ def apply(
             )
         )
     style = cfg.update_style
-    g1_new = combine(style, g1, g1_updates, p.get("g1_residual", ()))
+    learned = style == "res_residual"  # only then do the layer's params hold the scales a_k
+
+    def scales(name: str):
+        return p[name] if learned else ()
+
+    g1_new = combine(style, g1, g1_updates, scales("g1_residual"))
     if not update_g2:
         return g1_new, g2, h2
-    g2_new = combine(style, g2, g2_updates, p.get("g2_residual", ()))
-    h2_new = combine(style, h2, h2_updates, p.get("h2_residual", ()))
+    g2_new = combine(style, g2, g2_updates, scales("g2_residual"))
+    h2_new = combine(style, h2, h2_updates, scales("h2_residual"))
     return g1_new, g2_new, h2_new

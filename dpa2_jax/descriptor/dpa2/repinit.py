@@ -11,34 +11,67 @@ with R~ the normalised environment matrix [sel, 4] and s~ its first column.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+import numpy as np
 
-from dpa2_jax.descriptor.config import RepinitConfig
+from dpa2_jax.descriptor.dpa2.config import RepinitConfig
 from dpa2_jax.nn import init_network, network
-from dpa2_jax.nn.mlp import dense_from_projections, first_layer_split
-from dpa2_jax.typing import Array, Params, PRNGKey
+from dpa2_jax.nn.mlp import dense_from_projections, first_layer_split, has_residual
+from dpa2_jax.typing import Array, Params, Rng
 
 
-def init(key: PRNGKey, cfg: RepinitConfig, ntypes: int, dtype) -> Params:
-    k1, k2 = jax.random.split(key)
+def init(rng: Rng, cfg: RepinitConfig, ntypes: int, dtype) -> Params:
     n_tebd = 1 if cfg.type_one_side else 2
-    in_dim = 1 + (n_tebd * cfg.tebd_dim if cfg.tebd_input_mode == "concat" else 0)
+    return init_block(rng, cfg, cfg.neuron, cfg.nsel, n_tebd, ntypes, dtype)
+
+
+def init_block(
+    rng: Rng,
+    cfg: RepinitConfig,
+    neuron: tuple[int, ...],
+    nsel: int,
+    n_tebd: int,
+    ntypes: int,
+    dtype,
+) -> Params:
+    """Parameters of a repinit-type block (repinit, three-body): the embedding network N of
+    [x, n_tebd type embeddings] (concat) or of x with N_t of the type pair (strip), and the
+    environment statistics davg/dstd [n_type, nsel, 4]."""
+    concat = cfg.tebd_input_mode == "concat"
     params: Params = {
-        "embedding": init_network(k1, in_dim, cfg.neuron, cfg.resnet_dt, dtype=dtype),
-        "davg": jnp.zeros((ntypes, cfg.nsel, 4), dtype),
-        "dstd": jnp.ones((ntypes, cfg.nsel, 4), dtype),
+        "embedding": init_network(
+            rng, 1 + (n_tebd * cfg.tebd_dim if concat else 0), neuron, cfg.resnet_dt, dtype=dtype
+        ),
+        "davg": np.zeros((ntypes, nsel, 4), dtype),
+        "dstd": np.ones((ntypes, nsel, 4), dtype),
     }
-    if cfg.tebd_input_mode == "strip":
+    if not concat:
         params["embedding_strip"] = init_network(
-            k2, n_tebd * cfg.tebd_dim, cfg.neuron, cfg.resnet_dt, dtype=dtype
+            rng, n_tebd * cfg.tebd_dim, neuron, cfg.resnet_dt, dtype=dtype
         )
     return params
 
 
+def first_layer_has_residual(cfg: RepinitConfig, neuron: tuple[int, ...], n_tebd: int) -> bool:
+    """Concat mode: whether the first layer adds its input [x, T, ...], so that the input must
+    be formed explicitly rather than from ``type_projections``."""
+    return has_residual(1 + n_tebd * cfg.tebd_dim, neuron[0])
+
+
+def type_projections(layer: Params, tebd: Array, n_tebd: int) -> tuple[Array, list[Array]]:
+    """The concat-mode first layer without the concatenation:
+    [x, T_a, T_b] @ W = x W_x + (T W_a)[t_a] + (T W_b)[t_b].
+
+    Returns W_x [d_out] and the type tables T W_a, T W_b [n_type + 1, d_out] (n_tebd of them).
+    """
+    w = first_layer_split(layer, [1] + [tebd.shape[1]] * n_tebd)
+    return w[0][0], [tebd @ wk for wk in w[1:]]
+
+
 def pair_type_table(strip_layers: list[Params], tebd: Array, act: str, one_side: bool) -> Array:
-    """N_t over type pairs. tebd: [n_type + 1, tebd_dim] -> [n_type + 1, n_type + 1, ng]
-    indexed [center, neighbor] (or [n_type + 1, ng] by neighbor when one_side)."""
+    """Strip mode's N_t over type pairs. tebd: [n_type + 1, tebd_dim] -> [n_type + 1,
+    n_type + 1, ng] with [a, b] = N_t([T_b, T_a]), i.e. indexed [center, neighbor] (or
+    [n_type + 1, ng] by neighbor when one_side)."""
     if one_side:
         return network(strip_layers, tebd, act)
     nt = tebd.shape[0]
@@ -59,20 +92,18 @@ def embed(
 ) -> Array:
     """The embedding G. s: [n_node, sel, 1]; sw, nei_species: [n_node, sel] -> [n_node, sel, ng]."""
     act = cfg.activation_function
+    n_tebd = 1 if cfg.type_one_side else 2
     if cfg.tebd_input_mode == "concat":
         layers = params["embedding"]
-        d_in, d_out = layers[0]["w"].shape
-        if d_out in (d_in, 2 * d_in):  # residual first layer: needs the explicit input
+        if first_layer_has_residual(cfg, cfg.neuron, n_tebd):
             parts = [s, tebd[nei_species]]
             if not cfg.type_one_side:
                 parts.append(jnp.broadcast_to(tebd[species][:, None, :], parts[1].shape))
             return network(layers, jnp.concatenate(parts, -1), act)
-        # [s, T_j, T_i] @ W = s W_s + (T W_j)[t_j] + (T W_i)[t_i]: type blocks from tables
-        n_tebd = 1 if cfg.type_one_side else 2
-        w = first_layer_split(layers[0], [1] + [cfg.tebd_dim] * n_tebd)
-        pre = s * w[0] + (tebd @ w[1])[nei_species]  # [n_node, sel, d_out]
+        w_s, tables = type_projections(layers[0], tebd, n_tebd)
+        pre = s * w_s + tables[0][nei_species]  # [n_node, sel, d_out]
         if not cfg.type_one_side:
-            pre = pre + (tebd @ w[2])[species][:, None, :]
+            pre = pre + tables[1][species][:, None, :]
         return network(layers[1:], dense_from_projections(layers[0], pre, act), act)
     g_s = network(params["embedding"], s, act)
     table = pair_type_table(params["embedding_strip"], tebd, act, cfg.type_one_side)

@@ -8,6 +8,7 @@ DeePMD-kit 3.2.0 accepts for DPA-2 is either here or rejected with a ConfigError
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
@@ -124,9 +125,8 @@ class DescriptorConfig:
     env_protection: float = 0.0
     add_tebd_to_repinit_out: bool = False
     use_tebd_bias: bool = False
-    # Not a DeePMD option and no effect on the numbers: centers per chunk when evaluating
-    # per-atom blocks (memory linear in atoms; see nn/chunking.py).
-    node_chunk: int = 1024
+
+    family: ClassVar[str] = "dpa2"
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -176,6 +176,29 @@ class DescriptorConfig:
         return frozenset((a, b) for a, b in self.exclude_types) | frozenset(
             (b, a) for a, b in self.exclude_types
         )
+
+
+def config_to_dict(cfg: DescriptorConfig) -> dict:
+    """A JSON-ready dict of ``cfg`` (nested blocks become dicts)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict) -> DescriptorConfig:
+    """Inverse of ``config_to_dict``; unknown options raise a ConfigError naming them."""
+    from dpa2_jax.io.deepmd_layers import dataclass_kwargs
+
+    d = dict(d)
+    d.pop("node_chunk", None)  # a runtime knob that model.json files of version 1 carried
+    try:
+        repinit = RepinitConfig(**dataclass_kwargs(RepinitConfig, d.pop("repinit"), "repinit"))
+        repformer = RepformerConfig(
+            **dataclass_kwargs(RepformerConfig, d.pop("repformer"), "repformer")
+        )
+    except KeyError as err:
+        raise ConfigError(f"descriptor config is missing {err}") from err
+    kwargs = dataclass_kwargs(DescriptorConfig, d, "descriptor")
+    kwargs["exclude_types"] = tuple(tuple(p) for p in kwargs.get("exclude_types", ()))
+    return DescriptorConfig(repinit=repinit, repformer=repformer, **kwargs)
 
 
 def _check_cutoff(block: str, rcut: float, rcut_smth: float, nsel: int) -> None:

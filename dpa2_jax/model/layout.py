@@ -1,0 +1,48 @@
+"""Choosing the descriptor's layout for a batch on the host: how many neighbor slots each
+compactable block lays out.
+
+Blocks that give the same numbers with fewer slots (``DescriptorFamily.compactable_blocks``)
+lay out only as many as the most neighbors any atom of the batch has within the block's cutoff,
+rounded up to a multiple of 8 so that few layouts (compilations) occur.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jraph
+import numpy as np
+
+from dpa2_jax.descriptor import Block, Layout
+
+SLOT_MULTIPLE = 8
+
+
+def compact_layout(
+    blocks: Sequence[Block], batches: Sequence[jraph.GraphsTuple], node_chunk: int = 1024
+) -> Layout:
+    """The layout for unpadded host ``batches``: per block, its slots (``sel`` if not exact)."""
+    slots = tuple(
+        min(b.sel, _round_up(max_neighbors(batches, b.rcut))) if b.exact else b.sel
+        for b in blocks
+    )
+    return Layout(node_chunk=node_chunk, slots=slots)
+
+
+def max_neighbors(batches: Sequence[jraph.GraphsTuple], rcut: float) -> int:
+    """The most neighbors within rcut (plus 1e-6 A) of any atom in unpadded host batches."""
+    most = 0
+    for b in batches:
+        node_graph = np.repeat(np.arange(len(b.n_node)), b.n_node)
+        edge_graph = node_graph[b.receivers]
+        cells = b.globals["cell"][edge_graph]  # [n_edge, 3, 3]
+        pos = b.nodes["positions"]
+        diff = pos[b.senders] - pos[b.receivers] + np.einsum("ek,ekd->ed", b.edges["shifts"], cells)
+        within = np.linalg.norm(diff, axis=-1) <= rcut + 1e-6
+        counts = np.bincount(b.receivers[within], minlength=len(pos))
+        most = max(most, int(counts.max(initial=0)))
+    return most
+
+
+def _round_up(n: int) -> int:
+    return max(SLOT_MULTIPLE, -(-n // SLOT_MULTIPLE) * SLOT_MULTIPLE)
