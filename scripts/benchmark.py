@@ -96,9 +96,7 @@ def init_time(model: str, repeats: int) -> dict:
     start = time.perf_counter()
     params = jax.block_until_ready(init(jax.random.key(0), cfg))
     first = time.perf_counter() - start
-    median, times, _ = timed(
-        lambda: jax.block_until_ready(init(jax.random.key(1), cfg)), repeats
-    )
+    median, times, _ = timed(lambda: jax.block_until_ready(init(jax.random.key(1), cfg)), repeats)
     n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
     return {
         "parameters": n,

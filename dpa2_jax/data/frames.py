@@ -31,8 +31,7 @@ def atom_type_indices(
         missing = sorted({str(s) for s in values} - set(type_map))
         if missing:
             raise DataError(
-                f"atom_types: element(s) {missing} are not in the model's type map "
-                f"{list(type_map)}"
+                f"atom_types: element(s) {missing} are not in the model's type map {list(type_map)}"
             )
         return np.array([list(type_map).index(str(s)) for s in values], np.int32)
     types = np.asarray(atom_types)

@@ -26,9 +26,7 @@ def compiled_forces_fn(
     key = (cfg, cfg.resolve_head(head), layout, slots_on_device)
     if key not in _FORCES_FNS:
         enable_compilation_cache()
-        _FORCES_FNS[key] = jax.jit(
-            make_forces_fn(*key), compiler_options=compiler_options()
-        )
+        _FORCES_FNS[key] = jax.jit(make_forces_fn(*key), compiler_options=compiler_options())
     return _FORCES_FNS[key]
 
 

@@ -23,8 +23,7 @@ def compact_layout(
 ) -> Layout:
     """The layout for unpadded host ``batches``: per block, its slots (``sel`` if not exact)."""
     slots = tuple(
-        min(b.sel, _round_up(max_neighbors(batches, b.rcut))) if b.exact else b.sel
-        for b in blocks
+        min(b.sel, _round_up(max_neighbors(batches, b.rcut))) if b.exact else b.sel for b in blocks
     )
     return Layout(node_chunk=node_chunk, slots=slots)
 

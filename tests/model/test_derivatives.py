@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dpa2_jax.graph import frame_to_graph, node_mask, pad_graph
+from dpa2_jax.graph import frame_to_graph, pad_graph
 from dpa2_jax.model import make_energy_fn
 
 from model_helpers import (

@@ -55,9 +55,7 @@ def config_from_deepmd(d: dict) -> DescriptorConfig:
     )
     return DescriptorConfig(
         repinit=RepinitConfig(**dataclass_kwargs(RepinitConfig, d["repinit_args"], "repinit")),
-        repformer=RepformerConfig(
-            **dataclass_kwargs(RepformerConfig, repformer_args, "repformer")
-        ),
+        repformer=RepformerConfig(**dataclass_kwargs(RepformerConfig, repformer_args, "repformer")),
         **kwargs,
     )
 
@@ -73,7 +71,9 @@ def params_from_deepmd(d: dict) -> Params:
             "dstd": np.asarray(v["@variables"]["dstd"]),
         }
         if v.get("embeddings_strip") is not None:
-            p["embedding_strip"] = read_collection(v["embeddings_strip"], "repinit embeddings_strip")
+            p["embedding_strip"] = read_collection(
+                v["embeddings_strip"], "repinit embeddings_strip"
+            )
         return p
 
     params: Params = {
@@ -119,8 +119,17 @@ def _read_repformer_layer(d: dict) -> Params:
     return p
 
 
-
 # ----------------------------------------------------------------------------- writing
+def _attention_dict(
+    cls: str, input_dim: int, head_num: int, prec: str, maps: Params, **options
+) -> dict:
+    """A serialized attention block: its options and linear maps (``mapqk``, ``mapv``...)."""
+    return {
+        "@class": cls, "@version": 1, "input_dim": input_dim, "head_num": head_num,
+        "precision": prec, **options, **{k: linear_dict(v, prec) for k, v in maps.items()},
+    }  # fmt: skip
+
+
 def _repformer_layer_dict(
     p: Params, cfg: RepformerConfig, ntypes: int, last: bool, prec: str
 ) -> dict:
@@ -166,43 +175,33 @@ def _repformer_layer_dict(
         if key in p:
             d[key] = lin(key)
     if "attn2g_map" in p:
-        d["attn2g_map"] = {
-            "@class": "Atten2Map", "@version": 1, "input_dim": cfg.g2_dim,
-            "hidden_dim": cfg.attn2_hidden, "head_num": cfg.attn2_nhead,
-            "has_gate": cfg.attn2_has_gate, "smooth": None, "attnw_shift": 20.0,
-            "precision": prec,
-            "mapqk": linear_dict(p["attn2g_map"]["mapqk"], prec),
-        }  # fmt: skip
+        d["attn2g_map"] = _attention_dict(
+            "Atten2Map", cfg.g2_dim, cfg.attn2_nhead, prec, p["attn2g_map"],
+            hidden_dim=cfg.attn2_hidden, has_gate=cfg.attn2_has_gate, smooth=None,
+            attnw_shift=20.0,
+        )  # fmt: skip
     if "attn2_mh_apply" in p:
-        q = p["attn2_mh_apply"]
-        d["attn2_mh_apply"] = {
-            "@class": "Atten2MultiHeadApply", "@version": 1, "input_dim": cfg.g2_dim,
-            "head_num": cfg.attn2_nhead, "precision": prec,
-            "mapv": linear_dict(q["mapv"], prec),
-            "head_map": linear_dict(q["head_map"], prec),
-        }  # fmt: skip
+        d["attn2_mh_apply"] = _attention_dict(
+            "Atten2MultiHeadApply", cfg.g2_dim, cfg.attn2_nhead, prec, p["attn2_mh_apply"]
+        )
         d["attn2_lm"] = {
             "@class": "LayerNorm", "@version": 1, "eps": cfg.ln_eps,
             "trainable": cfg.trainable_ln, "precision": prec,
-            "@variables": {"w": np.asarray(p["attn2_lm"]["w"]), "b": np.asarray(p["attn2_lm"]["b"])},
+            "@variables": {k: np.asarray(p["attn2_lm"][k]) for k in ("w", "b")},
         }  # fmt: skip
     if "attn2_ev_apply" in p:
-        d["attn2_ev_apply"] = {
-            "@class": "Atten2EquiVarApply", "@version": 1, "input_dim": cfg.g2_dim,
-            "head_num": cfg.attn2_nhead, "precision": prec,
-            "head_map": linear_dict(p["attn2_ev_apply"]["head_map"], prec),
-        }  # fmt: skip
+        d["attn2_ev_apply"] = _attention_dict(
+            "Atten2EquiVarApply", cfg.g2_dim, cfg.attn2_nhead, prec, p["attn2_ev_apply"]
+        )
     if "loc_attn" in p:
-        q = p["loc_attn"]
-        d["loc_attn"] = {
-            "@class": "LocalAtten", "@version": 1, "input_dim": cfg.g1_dim,
-            "hidden_dim": cfg.attn1_hidden, "head_num": cfg.attn1_nhead, "smooth": None,
-            "attnw_shift": 20.0, "precision": prec,
-            **{k: linear_dict(q[k], prec) for k in ("mapq", "mapkv", "head_map")},
-        }  # fmt: skip
+        d["loc_attn"] = _attention_dict(
+            "LocalAtten", cfg.g1_dim, cfg.attn1_nhead, prec, p["loc_attn"],
+            hidden_dim=cfg.attn1_hidden, smooth=None, attnw_shift=20.0,
+        )  # fmt: skip
     if cfg.update_style == "res_residual":
         d["@variables"] = {
-            k: [np.asarray(a) for a in p.get(k, [])] for k in ("g1_residual", "g2_residual", "h2_residual")
+            k: [np.asarray(a) for a in p.get(k, [])]
+            for k in ("g1_residual", "g2_residual", "h2_residual")
         }
     return d
 
@@ -228,7 +227,7 @@ def _g1_shape_transform(params: Params, cfg: DescriptorConfig) -> dict:
     return {"@class": "Identity", "@version": 1}
 
 
-def to_deepmd(cfg: DescriptorConfig, params: Params, type_map)  -> dict:
+def to_deepmd(cfg: DescriptorConfig, params: Params, type_map) -> dict:
     """The serialized ``dpa2`` descriptor dict DeePMD-kit 3.2 deserializes."""
     prec, ri, rf = cfg.precision, cfg.repinit, cfg.repformer
     ntypes = cfg.ntypes
@@ -307,8 +306,6 @@ def to_deepmd(cfg: DescriptorConfig, params: Params, type_map)  -> dict:
             params["three_body"], ri.three_body_rcut, ri.three_body_rcut_smth
         )
     return d
-
-
 
 
 # ----------------------------------------------------------------------------- input JSON
