@@ -19,3 +19,7 @@ class NeighborOverflowError(Dpa2JaxError, RuntimeError):
 
 class CheckpointError(Dpa2JaxError, ValueError):
     """A checkpoint or model file cannot be read or written."""
+
+
+class TrainingError(Dpa2JaxError, RuntimeError):
+    """Training cannot go on (a non-finite loss); earlier checkpoints are kept."""

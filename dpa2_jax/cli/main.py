@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from dpa2_jax import __version__
-from dpa2_jax.cli import convert, export, graphs, test
+from dpa2_jax.cli import convert, export, graphs, test, train
 from dpa2_jax.errors import Dpa2JaxError
 
-SUBCOMMANDS = (convert, export, test, graphs)
+SUBCOMMANDS = (train, convert, export, test, graphs)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -35,7 +35,8 @@ class _StderrHandler(logging.StreamHandler):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpa2-jax",
-        description="DPA-2 in JAX: convert DeePMD-kit models, test them on labelled data. "
+        description="DPA-2 in JAX: train models, convert DeePMD-kit models, test them on "
+        "labelled data. "
         "Units: Angstrom, eV, eV/Angstrom, eV/Angstrom^3.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -66,7 +67,11 @@ def _logging_to_stderr(verbose: bool):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``dpa2-jax`` with `argv` (default ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":  # only train takes --config.* overrides
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     with _logging_to_stderr(args.verbose):
         try:
             return args.run(args) or 0

@@ -30,6 +30,10 @@ and its functions are pure:
         the ``descriptor`` section of a DeePMD-kit input JSON.
     config_from_dict(d) / config_to_dict(cfg)
         our own JSON form (``model.json``), without the family tag.
+    statistics_blocks(cfg) -> {block name: {rcut, rcut_smth, sel, set_davg_zero,
+                                            protection, exclude_types}}
+        for each params block holding ``davg``/``dstd``, the environment matrix whose data
+        statistics fill them (the keyword arguments of ``data.stats.environment_statistics``).
 """
 
 from __future__ import annotations
@@ -82,3 +86,4 @@ class DescriptorFamily:
     input_section: Callable[[Any], dict]
     config_from_dict: Callable[[dict], Any]
     config_to_dict: Callable[[Any], dict]
+    statistics_blocks: Callable[[Any], dict[str, dict]] | None = None

@@ -27,7 +27,8 @@ DESCRIPTOR_RTOL = 1e-12  # relative to the largest |value| of the variable
 
 
 def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, Any]]:
-    """(config, params, metadata) of a `.dp` file or a dpa2_jax model directory."""
+    """(config, params, metadata) of a `.dp` file, a dpa2_jax model directory, or a training
+    workdir (its `model/`)."""
     from dpa2_jax.io.checkpoints import load_model
     from dpa2_jax.io.deepmd_model import from_deepmd, model_json
     from dpa2_jax.io.dp_format import read_dp
@@ -36,6 +37,11 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such model file or directory")
     if os.path.isdir(path):
+        trained = os.path.join(path, "model")  # a training workdir (dpa2-jax train --workdir)
+        if not os.path.exists(os.path.join(path, "model.json")) and os.path.isfile(
+            os.path.join(trained, "model.json")
+        ):
+            return load_model(trained)
         return load_model(path)
     if not path.endswith(".dp"):
         raise CheckpointError(f"{path}: expected a DeePMD .dp file or a dpa2_jax model directory")

@@ -24,6 +24,7 @@ FAMILY = DescriptorFamily(
     input_section=deepmd.input_section,
     config_from_dict=config_from_dict,
     config_to_dict=config_to_dict,
+    statistics_blocks=descriptor.statistics_blocks,
 )
 
 __all__ = ["FAMILY", "DescriptorConfig", "RepformerConfig", "RepinitConfig"]

@@ -150,3 +150,27 @@ def compactable_blocks(params: Params, cfg: DescriptorConfig) -> tuple[Block, Bl
         Block(ri.three_body_rcut, ri.three_body_sel, bool(three)),
         Block(rf.rcut, rf.nsel, bool(not (cfg.smooth and attention))),
     )
+
+
+def statistics_blocks(cfg: DescriptorConfig) -> dict[str, dict]:
+    """For each params block holding davg/dstd, the environment matrix DeePMD's
+    ``DescrptDPA2.compute_input_stats`` takes its statistics from: the block's own cutoff and
+    nearest-``sel`` list, the descriptor's env_protection and exclude_types.
+
+    DeePMD builds the three-body block (``DescrptBlockSeTTebd``) with repinit's
+    ``set_davg_zero``; the repformers use their own.
+    """
+    ri, rf = cfg.repinit, cfg.repformer
+    common = {"protection": cfg.env_protection, "exclude_types": tuple(cfg.exclude_types)}
+    blocks = {
+        "repinit": dict(rcut=ri.rcut, rcut_smth=ri.rcut_smth, sel=ri.nsel,
+                        set_davg_zero=ri.set_davg_zero, **common),
+    }  # fmt: skip
+    if ri.use_three_body:
+        blocks["three_body"] = dict(
+            rcut=ri.three_body_rcut, rcut_smth=ri.three_body_rcut_smth, sel=ri.three_body_sel,
+            set_davg_zero=ri.set_davg_zero, **common,
+        )  # fmt: skip
+    blocks["repformers"] = dict(rcut=rf.rcut, rcut_smth=rf.rcut_smth, sel=rf.nsel,
+                                set_davg_zero=rf.set_davg_zero, **common)  # fmt: skip
+    return blocks

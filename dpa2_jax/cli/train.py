@@ -1,0 +1,60 @@
+"""``dpa2-jax train``: train a model from DeePMD npy systems or ASE files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from dpa2_jax.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Trains a model as DeePMD-kit's `dp train` does, on the same input.
+
+INPUT is a DeePMD-kit training input.json (sections model, learning_rate, loss, training; e.g.
+DeePMD-kit's examples/water/dpa2/input_torch_small.json) or a configs/*.py file whose
+get_config() returns the same sections. System paths are relative to INPUT. Any field can be
+overridden: --config.training.numb_steps=2000 --config.learning_rate.start_lr=1e-3
+(values are read as JSON, else as text).
+
+WORKDIR receives: lcurve.out (DeePMD-kit's learning-curve columns: rmse_e per atom in eV,
+rmse_f in eV/Angstrom, rmse_v per atom in eV, learning rate), checkpoints/ (Orbax, every
+save_freq steps, the last max_ckpt_keep kept) and model/ (the trained model; dpa2_jax.load(WORKDIR),
+`dpa2-jax test WORKDIR ...` and `dpa2-jax export WORKDIR model.dp` read it).
+--restart continues from the latest checkpoint with the same data order and numbers as an
+uninterrupted run.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train", help="train a model (DeePMD input.json or configs/*.py)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("input", metavar="INPUT", help="input.json or configs/NAME.py")
+    parser.add_argument("--workdir", required=True, metavar="DIR",
+                        help="folder for lcurve.out, checkpoints/ and model/")  # fmt: skip
+    parser.add_argument("--restart", action="store_true",
+                        help="continue from the latest checkpoint in WORKDIR")  # fmt: skip
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpa2_jax.train.config import read_input
+    from dpa2_jax.train.loop import train_and_evaluate
+
+    overrides = []
+    for item in getattr(args, "extra", []):
+        if not item.startswith("--config."):
+            raise ConfigError(f"train: unknown option {item!r} (overrides look like "
+                              "--config.training.numb_steps=2000)")  # fmt: skip
+        overrides.append(item[len("--config.") :])
+    run_cfg = read_input(args.input, overrides)
+    result = train_and_evaluate(run_cfg, args.workdir, restart=args.restart)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("rmse"))
+    print(f"trained {result['steps']} steps in {result['seconds']:.1f} s; "
+          f"{'validation' if run_cfg.training.validation_data else 'training'}: {shown}")  # fmt: skip
+    print(f"next: dpa2-jax test {args.workdir} SYSTEM   |   dpa2-jax export {args.workdir} "
+          f"model.dp   |   dpa2_jax.load({args.workdir!r})")  # fmt: skip
+    return 0

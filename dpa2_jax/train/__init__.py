@@ -1,0 +1,1 @@
+"""Training: loss, learning-rate schedules, optimizer, train state, step and loop."""

@@ -1,0 +1,72 @@
+"""``lcurve.out``: DeePMD-kit's learning-curve table, so existing plotting scripts work.
+
+    # step      rmse_val    rmse_trn    rmse_e_val  rmse_e_trn ...   lr
+          1    1.23e+01    1.30e+01    ...                          1.0e-03
+
+Columns are the sorted metric names, each as ``NAME_val NAME_trn`` (``NAME_trn`` alone without
+validation data), then the learning rate; formats as DeePMD-kit 3.2.0's PyTorch trainer.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+
+class LCurve:
+    """Appends rows to ``path``; writes the header before the first row of a new file."""
+
+    def __init__(self, path: str, append: bool = False):
+        self.path = path
+        self.file: io.TextIOBase = open(path, "a" if append else "w")
+        self.keys: list[str] | None = None
+        self.has_valid = False
+        if append:
+            self.keys = []  # the header is already there
+
+    def write(self, step: int, train: dict, valid: dict | None, lr: float) -> None:
+        keys = sorted(train)
+        if self.keys is None:
+            self.has_valid = bool(valid)
+            header = "# {:5s}".format("step")
+            for k in keys:
+                header += (
+                    "   %11s %11s" % (k + "_val", k + "_trn") if valid else "   %11s" % (k + "_trn")
+                )
+            header += "   {:8s}\n".format("lr")
+            header += "# If there is no available reference data, rmse_*_{val,trn} will print nan\n"
+            self.file.write(header)
+            self.keys = keys
+        row = f"{step:7d}"
+        for k in keys:
+            t = _value(train.get(k))
+            row += (
+                "   %11.2e %11.2e" % (_value((valid or {}).get(k)), t) if valid else "   %11.2e" % t
+            )
+        row += f"   {lr:8.1e}\n"
+        self.file.write(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _value(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def read_lcurve(path: str) -> dict[str, list[float]]:
+    """Columns of an ``lcurve.out`` by name (``step``, ``rmse_e_val``, ...)."""
+    names, columns = None, {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#"):
+                words = line[1:].split()
+                if words and words[0] == "step":
+                    names = words
+                    columns = {n: [] for n in names}
+                continue
+            if names and line.strip():
+                for n, v in zip(names, line.split()):
+                    columns[n].append(float(v))
+    return columns

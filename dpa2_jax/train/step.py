@@ -1,0 +1,71 @@
+"""One training step and one evaluation, as pure functions over a padded graph batch.
+
+``make_train_step`` returns ``step(state, batch) -> (state, metrics)``: predictions from the
+model's ``make_forces_fn``, DeePMD's energy loss with learning-rate-linked prefactors, its
+gradient, and the optimizer update. Nothing here knows about devices: the data-parallel code maps
+the same function over a device axis from outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import optax
+
+from dpa2_jax.descriptor import Layout
+from dpa2_jax.model import make_forces_fn
+from dpa2_jax.model.config import ModelConfig
+from dpa2_jax.train.loss import EnergyLossConfig, energy_loss
+from dpa2_jax.train.state import TrainState
+
+
+def make_loss_fn(
+    model_cfg: ModelConfig, head: str | None, loss_cfg: EnergyLossConfig, start_lr: float,
+    layout: Layout = Layout(),
+) -> Callable:  # fmt: skip
+    """``loss_fn(params, batch, lr) -> (loss, metrics)``."""
+    forces_fn = make_forces_fn(model_cfg, head, layout)
+
+    def loss_fn(params, batch, lr):
+        return energy_loss(loss_cfg, forces_fn(params, batch), batch, lr, start_lr)
+
+    return loss_fn
+
+
+def make_train_step(
+    model_cfg: ModelConfig,
+    head: str | None,
+    loss_cfg: EnergyLossConfig,
+    optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    start_lr: float,
+    layout: Layout = Layout(),
+) -> Callable[[TrainState, object], tuple[TrainState, dict]]:
+    """``step(state, batch) -> (state, metrics)``; metrics are the loss terms of this batch
+    before the update (DeePMD's training columns) and the learning rate used."""
+    loss_fn = make_loss_fn(model_cfg, head, loss_cfg, start_lr, layout)
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        lr = schedule(state.step)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, lr)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, {**metrics, "loss": loss, "lr": lr}
+
+    return step
+
+
+def make_eval_step(
+    model_cfg: ModelConfig, head: str | None, loss_cfg: EnergyLossConfig, start_lr: float,
+    layout: Layout = Layout(),
+) -> Callable:  # fmt: skip
+    """``eval_step(params, batch, lr) -> metrics`` (the loss terms, no update)."""
+    loss_fn = make_loss_fn(model_cfg, head, loss_cfg, start_lr, layout)
+
+    def eval_step(params, batch, lr):
+        loss, metrics = loss_fn(params, batch, lr)
+        return {**metrics, "loss": loss}
+
+    return eval_step

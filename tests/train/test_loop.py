@@ -1,0 +1,95 @@
+"""dpa2_jax/train/loop.py end to end: `dpa2-jax train` on the tiny water config, lcurve.out,
+checkpoints, the trained model loading, an exact restart, and bad input with clear errors."""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import dpa2_jax
+from dpa2_jax.cli.main import main
+from dpa2_jax.train.lcurve import read_lcurve
+from tests.conftest import ROOT, SYSTEMS
+
+TINY = str(ROOT / "configs" / "water_tiny.py")
+SHORT = ["--config.training.numb_steps=6", "--config.training.disp_freq=2",
+         "--config.training.save_freq=3"]  # fmt: skip
+
+
+def _train(workdir, *extra):
+    return main(["train", TINY, "--workdir", str(workdir), *SHORT, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    assert _train(workdir) == 0
+    return workdir
+
+
+def test_lcurve_has_deepmd_columns_and_rows(trained):
+    columns = read_lcurve(str(trained / "lcurve.out"))
+    assert columns["step"] == [1.0, 2.0, 4.0, 6.0]
+    for name in ("rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn", "lr"):
+        assert name in columns and all(np.isfinite(columns[name])), name
+    assert columns["lr"][0] > columns["lr"][-1]
+
+
+def test_checkpoints_and_trained_model_load(trained, capsys):
+    assert sorted(os.listdir(trained / "checkpoints")) == ["3", "6"]
+    pot = dpa2_jax.load(trained)
+    coord = np.load(SYSTEMS / "water" / "data_3" / "set.000" / "coord.npy")[:1].reshape(1, -1, 3)
+    cell = np.load(SYSTEMS / "water" / "data_3" / "set.000" / "box.npy")[:1]
+    types = np.loadtxt(SYSTEMS / "water" / "data_3" / "type.raw", dtype=int)
+    out = pot.evaluate(coord, cell, types)
+    assert np.all(np.isfinite(out["forces"]))
+    # the energy bias comes from the data's statistics: near the DFT energy, not hundreds off
+    energy = np.load(SYSTEMS / "water" / "data_3" / "set.000" / "energy.npy")[0]
+    assert abs(out["energy"][0] - energy) / len(types) < 5.0  # eV/atom; ~156 without the bias
+
+
+def test_restart_reproduces_the_uninterrupted_run(trained, tmp_path):
+    """Cut the run back to its step-3 checkpoint, restart, and land on the same parameters."""
+    workdir = tmp_path / "cut"
+    shutil.copytree(trained, workdir)
+    shutil.rmtree(workdir / "checkpoints" / "6")
+    shutil.rmtree(workdir / "model")
+    lines = (workdir / "lcurve.out").read_text().splitlines(keepends=True)
+    (workdir / "lcurve.out").write_text("".join(lines[:4]))  # header (2 lines), steps 1 and 2
+    assert _train(workdir, "--restart") == 0
+    a, b = dpa2_jax.load(trained), dpa2_jax.load(workdir)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert read_lcurve(str(workdir / "lcurve.out")) == read_lcurve(str(trained / "lcurve.out"))
+
+
+def test_unknown_key_names_the_nearest(tmp_path, capsys):
+    assert _train(tmp_path / "w", "--config.training.numb_stepz=5") == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'numb_stepz'" in err and "did you mean 'numb_steps'?" in err
+
+
+def test_missing_system_path(tmp_path, capsys):
+    assert _train(tmp_path / "w", '--config.training.training_data.systems=["nowhere"]') == 2
+    assert "nowhere: no such system folder or file" in capsys.readouterr().err
+
+
+def test_frames_without_forces_when_forces_are_weighted(tmp_path, capsys):
+    system = tmp_path / "no_forces"
+    shutil.copytree(SYSTEMS / "water" / "data_3", system)
+    for force in system.glob("set.*/force.npy"):
+        force.unlink()
+    assert _train(tmp_path / "w", f'--config.training.training_data.systems=["{system}"]') == 2
+    err = capsys.readouterr().err
+    assert "no_forces: no forces labels, but the loss weights them" in err
+
+
+def test_existing_run_needs_restart_and_restart_needs_same_model(trained, tmp_path, capsys):
+    workdir = tmp_path / "again"
+    shutil.copytree(trained, workdir)
+    assert _train(workdir) == 2
+    assert "pass --restart" in capsys.readouterr().err
+    assert _train(workdir, "--restart", "--config.model.fitting_net.neuron=[4,4]") == 2
+    assert "'model' section differs" in capsys.readouterr().err
