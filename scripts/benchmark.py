@@ -204,6 +204,45 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
     }
 
 
+def train_step(model: str, precision: str, repeats: int) -> dict:
+    """One optimizer step (energy + forces loss, its gradient, Adam) of configs/<model>.py on one
+    192-atom water frame (batch 1, DeePMD's water_small loss prefactors), after compilation."""
+    import jax
+
+    from dpa2_jax.data.dataset import Dataset, read_systems
+    from dpa2_jax.train.loss import EnergyLossConfig
+    from dpa2_jax.train.optimizer import make_optimizer
+    from dpa2_jax.train.schedules import LearningRateConfig, make_schedule
+    from dpa2_jax.train.state import create_state
+    from dpa2_jax.train.step import make_train_step
+
+    cfg, params = _model(model, precision)
+    dtype = np.float64 if precision == "float64" else np.float32
+    systems = read_systems([WATER], cfg.type_map)
+    data = Dataset(systems, cfg.descriptor.rcut, cfg.descriptor.sel, 1, dtype=dtype)
+    schedule = make_schedule(LearningRateConfig(start_lr=1e-3, stop_lr=3.51e-8), 1_000_000)
+    optimizer = make_optimizer(schedule)
+    loss = EnergyLossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000, limit_pref_f=1)
+    step = jax.jit(make_train_step(cfg, None, loss, optimizer, schedule, 1e-3))
+    state = create_state(params, optimizer)
+    rng = np.random.default_rng(0)
+    batches = [data.sample(rng)[1] for _ in range(repeats + 1)]
+    start = time.perf_counter()
+    state, _ = jax.block_until_ready(step(state, batches[0]))
+    compile_s = time.perf_counter() - start
+    times = []
+    for batch in batches[1:]:
+        start = time.perf_counter()
+        state, _ = jax.block_until_ready(step(state, batch))
+        times.append(time.perf_counter() - start)
+    return {
+        "seconds_per_step": round(statistics.median(times), 4),
+        "seconds_all": [round(t, 4) for t in times],
+        "compile_seconds": round(compile_s, 2),
+        "peak_rss_gb": _peak_rss_gb(),
+    }
+
+
 def reference_inference(model: str, n_atoms: int, repeats: int) -> dict:
     """The same model and frame in DeePMD-kit 3.2.0's JAX backend through its JAX-MD interface
     (jit of value_and_grad with a dense JAX-MD neighbor list), float64."""
@@ -295,6 +334,8 @@ CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "neighbor_list_100k": neighbor_list_100k,
     "init_small": lambda a: init_time("small", a.repeats),
     "first_call_small": lambda a: first_call("small", a.repeats),
+    "train_step_small_float64": lambda a: train_step("small", "float64", a.repeats),
+    "train_step_small_float32": lambda a: train_step("small", "float32", a.repeats),
 }
 for _m in ("small", "medium"):
     for _p in ("float64", "float32"):
@@ -303,7 +344,8 @@ for _m in ("small", "medium"):
     CASES[f"compare_{_m}_float64_192"] = lambda a, m=_m: compare(m, a.repeats)
 for _n in (1536, 5184, 12288):
     CASES[f"small_float64_{_n}"] = lambda a, n=_n: inference("small", "float64", n, a.repeats)
-DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "small_float64_192", "small_float32_192",
+DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_small_float64",
+           "train_step_small_float32", "small_float64_192", "small_float32_192",
            "medium_float64_192", "medium_float32_192", "small_float64_1536",
            "small_float64_5184", "small_float64_12288"]  # fmt: skip
 
