@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     # model
     config.model = tiny.get_config().model
     # learning rate
-    config.learning_rate = {"type": "exp", "decay_steps": 50, "start_lr": 0.005, "stop_lr": 1e-4}
+    config.learning_rate = {"type": "exp", "decay_steps": 100, "start_lr": 0.005, "stop_lr": 1e-4}
     # loss
     config.loss = {
         "type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000,
@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.training = {
         "training_data": {"systems": [f"{WATER}/data_0", f"{WATER}/data_1"], "batch_size": 1},
         "validation_data": {"systems": [f"{WATER}/data_3"], "batch_size": 4, "numb_btch": 1},
-        "numb_steps": 300, "seed": 1, "disp_file": "lcurve.out", "disp_freq": 50,
-        "save_freq": 100, "max_ckpt_keep": 2,
+        "numb_steps": 1000, "seed": 1, "disp_file": "lcurve.out", "disp_freq": 100,
+        "save_freq": 500, "max_ckpt_keep": 2,
     }  # fmt: skip
     return config
