@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from dpa2_jax.cli.test import read_systems
+from dpa2_jax.data.dataset import read_systems
 from dpa2_jax.graph import neighbor_list
 from dpa2_jax.graph.batching import plan_batches
 

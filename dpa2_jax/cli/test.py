@@ -9,7 +9,8 @@ import sys
 
 from tqdm import tqdm
 
-from dpa2_jax.data import find_systems, read_ase, read_npy_system, select_frames
+from dpa2_jax.data import select_frames
+from dpa2_jax.data.dataset import read_systems
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.metrics import merge_metrics, test_system, unlabelled_reason, write_detail_files
 
@@ -67,19 +68,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-atoms", type=int, default=2048, metavar="N",
                         help="atoms evaluated per jitted call (default 2048)")  # fmt: skip
     return parser
-
-
-def read_systems(paths: list[str], type_map=None) -> list:
-    """Systems from npy folders, folders of them, or ASE-readable files."""
-    systems = []
-    for path in paths:
-        if os.path.isdir(path):
-            systems += [read_npy_system(folder, type_map) for folder in find_systems(path)]
-        elif os.path.exists(path):
-            systems.append(read_ase(path, type_map=type_map))
-        else:
-            raise DataError(f"{path}: no such system folder or file")
-    return systems
 
 
 def _report(metrics: dict) -> None:

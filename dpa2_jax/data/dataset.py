@@ -21,7 +21,7 @@ import jraph
 import numpy as np
 
 from dpa2_jax.data.ase_io import read_ase
-from dpa2_jax.data.npy_system import find_systems, read_npy_system
+from dpa2_jax.data.npy_system import find_systems, read_npy_systems
 from dpa2_jax.data.system import System
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.graph import batch_graphs, bucket_size, pad_graph, system_to_graphs
@@ -30,14 +30,18 @@ logger = logging.getLogger(__name__)
 
 
 def read_systems(paths: Sequence[str | os.PathLike], type_map=None) -> list[System]:
-    """Systems from npy folders, folders searched for them, or ASE-readable files."""
+    """Systems from npy folders, folders searched for them, or ASE-readable files.
+
+    A mixed-type npy folder (set.*/real_atom_types.npy) gives one System per composition.
+    """
     systems = []
     for path in map(os.fspath, paths):
         if os.path.isdir(path):
             found = find_systems(path)
             if not found:
                 raise DataError(f"{path}: no DeePMD npy system (a folder with type.raw) in it")
-            systems += [read_npy_system(folder, type_map) for folder in found]
+            for folder in found:
+                systems += read_npy_systems(folder, type_map)
         elif os.path.exists(path):
             systems.append(read_ase(path, type_map=type_map))
         else:

@@ -10,6 +10,18 @@
 All `set.*` folders are read in sorted order and concatenated. float32 and float64 files
 are both read as float64. Every problem raises DataError naming the file and what was
 expected, before any array reaches the model.
+
+DeePMD-kit's "mixed type" layout is also read (by `read_npy_systems`): type.raw is a
+placeholder (all zeros) that only fixes natoms, type_map.raw is required (or a model type map
+is assumed), and every set holds
+
+  SYSTEM/set.*/real_atom_types.npy  [nframes, natoms] int, indices into type_map.raw; -1 marks
+                                    a virtual (padding) atom
+
+A `System` holds one composition, so such a folder becomes one System per distinct sequence of
+real atom types: virtual atoms are dropped from each frame (their coords, forces and hessian
+rows), and frames with the same remaining types, in the same order, form one System named
+"SYSTEM[composition k]" (k counted from 0 in order of first appearance).
 """
 
 from __future__ import annotations
@@ -100,11 +112,6 @@ def _read_set(set_dir: pathlib.Path, natoms: int, pbc: bool) -> dict[str, np.nda
     coord_file = set_dir / "coord.npy"
     if not coord_file.is_file():
         raise DataError(f"{set_dir}: no coord.npy (empty or incomplete set folder)")
-    if (set_dir / "real_atom_types.npy").exists():
-        raise DataError(
-            f"{set_dir}: real_atom_types.npy (DeePMD mixed-type format) is not "
-            "supported; convert to one system per composition"
-        )
     if pbc and not (set_dir / "box.npy").is_file():
         raise DataError(
             f"{set_dir}: no box.npy; add an empty 'nopbc' file to "
@@ -171,8 +178,198 @@ def read_type_map_raw(file: pathlib.Path) -> tuple[str, ...] | None:
     return check_type_map(file.read_text().split(), where=str(file))
 
 
+REAL_TYPES_FILE = "real_atom_types.npy"
+
+
+def _is_mixed_type(root: pathlib.Path, set_dirs: list[pathlib.Path]) -> bool:
+    """Whether the sets hold real_atom_types.npy (all of them) or not (none of them)."""
+    mixed = [(d / REAL_TYPES_FILE).is_file() for d in set_dirs]
+    if any(mixed) and not all(mixed):
+        with_file = [d.name for d, m in zip(set_dirs, mixed) if m]
+        without = [d.name for d, m in zip(set_dirs, mixed) if not m]
+        raise DataError(
+            f"{root}: {REAL_TYPES_FILE} (DeePMD mixed-type layout) is in sets {with_file} but "
+            f"not in {without}; every set of a system must use the same layout"
+        )
+    return bool(mixed) and all(mixed)
+
+
+def _set_dirs(root: pathlib.Path) -> list[pathlib.Path]:
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory (expected a DeePMD npy system folder)")
+    set_dirs = sorted(p for p in root.glob("set.*") if p.is_dir())
+    if not set_dirs:
+        raise DataError(f"{root}: no set.* folder (expected set.000/coord.npy, ...)")
+    return set_dirs
+
+
+def read_real_atom_types(
+    file: pathlib.Path, nframes: int, natoms: int, type_map: Sequence[str]
+) -> np.ndarray:
+    """Reads one set's real_atom_types.npy (DeePMD mixed-type layout).
+
+    Args:
+      file: the real_atom_types.npy file.
+      nframes: frames in the same set (from its coord.npy).
+      natoms: atoms per frame, virtual ones included (from type.raw).
+      type_map: the element symbols the indices refer to.
+
+    Returns:
+      [nframes, natoms] int32: indices into type_map, -1 for virtual atoms. A flat
+      [nframes * natoms] array, which DeePMD-kit also accepts, is reshaped.
+
+    Raises:
+      DataError: naming the file, for a wrong shape, non-integer values, an index outside
+        type_map (other than -1) or a frame with no real atom.
+    """
+    array = load_npy(file)
+    expected = (nframes, natoms)
+    if not (array.shape == expected or (array.ndim == 1 and array.size == nframes * natoms)):
+        raise DataError(
+            f"{file}: expected shape {expected} (frames from coord.npy in the same set, atoms "
+            f"from type.raw), got {array.shape}"
+        )
+    array = array.reshape(expected)
+    if not np.all(array == np.round(array)):
+        raise DataError(f"{file}: expected integer type indices, got fractional values")
+    bad = np.argwhere((array < -1) | (array >= len(type_map)))
+    if bad.size:
+        frame, atom = (int(i) for i in bad[0])
+        raise DataError(
+            f"{file}: type index {int(array[frame, atom])} of atom {atom} in frame {frame} is "
+            f"out of range for type map {list(type_map)} ({len(type_map)} elements; -1 marks "
+            "a virtual atom)"
+        )
+    empty = np.flatnonzero((array < 0).all(axis=1))
+    if empty.size:
+        raise DataError(f"{file}: frame {int(empty[0])} has only virtual atoms (all -1)")
+    return array.astype(np.int32)
+
+
+def _read_folder(
+    root: pathlib.Path, set_dirs: list[pathlib.Path], mixed: bool, type_map: Sequence[str] | None
+) -> tuple[tuple[str, ...], np.ndarray, dict[str, np.ndarray | None], np.ndarray | None]:
+    """Reads a checked folder: (own type map, type.raw, joined arrays, real types or None)."""
+    atom_types = read_type_raw(root / "type.raw")
+    own_map = read_type_map_raw(root / "type_map.raw")
+    if own_map is None:
+        if type_map is None:
+            index_file = REAL_TYPES_FILE if mixed else "type.raw"
+            raise DataError(
+                f"{root / 'type_map.raw'}: missing, and no model type_map given; "
+                f"cannot tell which element each type index in {index_file} is"
+            )
+        own_map = check_type_map(type_map)
+        warnings.warn(
+            f"{root}: no type_map.raw; assuming {REAL_TYPES_FILE if mixed else 'type.raw'} "
+            f"indexes the model type map {list(own_map)}",
+            stacklevel=3,
+        )
+    if not mixed:  # in the mixed layout type.raw is a placeholder that only gives natoms
+        check_atom_types(atom_types, own_map, str(root / "type.raw"))
+    pbc = not (root / "nopbc").exists()
+    per_set = [_read_set(d, atom_types.size, pbc) for d in set_dirs]
+    real_types = None
+    if mixed:
+        real_types = np.concatenate(
+            [
+                read_real_atom_types(
+                    d / REAL_TYPES_FILE, len(arrays["coords"]), atom_types.size, own_map
+                )
+                for d, arrays in zip(set_dirs, per_set)
+            ]
+        )
+    return own_map, atom_types, _concatenate_sets(per_set, set_dirs), real_types
+
+
+def _split_compositions(
+    root: pathlib.Path,
+    own_map: tuple[str, ...],
+    arrays: dict[str, np.ndarray | None],
+    real_types: np.ndarray,
+) -> list[System]:
+    """One System per distinct sequence of real atom types, virtual atoms dropped."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for frame, row in enumerate(real_types):
+        groups.setdefault(tuple(int(t) for t in row[row >= 0]), []).append(frame)
+    systems = []
+    for k, frames in enumerate(groups.values()):
+        frames = np.asarray(frames)
+        # Frames of a group share the real types, not necessarily where the virtual atoms are.
+        keep = real_types[frames] >= 0  # [nframes_k, natoms]
+        nreal = int(keep[0].sum())
+        dof = np.repeat(keep, 3, axis=1)  # [nframes_k, 3 * natoms]
+
+        def atoms(a: np.ndarray) -> np.ndarray:  # [nframes_k, natoms, 3] -> [.., nreal, 3]
+            return a[frames][keep].reshape(len(frames), nreal, 3)
+
+        def hessian(a: np.ndarray) -> np.ndarray:
+            return np.stack([h[m][:, m] for h, m in zip(a[frames], dof)])
+
+        take = {
+            "coords": atoms,
+            "forces": atoms,
+            "hessians": hessian,
+        }
+        fields = {
+            name: None if value is None else take.get(name, lambda a: a[frames])(value)
+            for name, value in arrays.items()
+        }
+        first = real_types[frames[0]]
+        systems.append(
+            System(
+                path=f"{root}[composition {k}]",
+                type_map=own_map,
+                atom_types=first[first >= 0],
+                **fields,
+            )
+        )
+    logger.info(
+        "%s: mixed-type layout, %d frames read as %d system(s), one per composition",
+        root,
+        len(real_types),
+        len(systems),
+    )
+    return systems
+
+
+def read_npy_systems(
+    path: str | os.PathLike, type_map: Sequence[str] | None = None
+) -> list[System]:
+    """Reads a DeePMD npy system folder, standard or mixed-type, as one System per composition.
+
+    Args:
+      path: the system folder (holding type.raw and set.* folders).
+      type_map: the model's element symbols. If given, atom types are mapped into it by
+        symbol and every result's type_map equals it. If the folder has no type_map.raw,
+        type.raw (or real_atom_types.npy) is taken to index this type map (with a warning).
+
+    Returns:
+      For a standard folder, [read_npy_system(path, type_map)]. For a mixed-type folder
+      (set.*/real_atom_types.npy), one System per distinct sequence of real atom types, in
+      order of first appearance, with virtual atoms (-1) dropped from coords, forces and
+      hessians; its path is "PATH[composition k]".
+
+    Raises:
+      DataError: naming the file and the problem, for any missing, malformed or
+        inconsistent input.
+    """
+    root = pathlib.Path(path)
+    set_dirs = _set_dirs(root)
+    mixed = _is_mixed_type(root, set_dirs)
+    own_map, atom_types, arrays, real_types = _read_folder(root, set_dirs, mixed, type_map)
+    if mixed:
+        systems = _split_compositions(root, own_map, arrays, real_types)
+    else:
+        systems = [System(path=str(root), type_map=own_map, atom_types=atom_types, **arrays)]
+    if type_map is not None:
+        where = str(root / "type_map.raw")
+        systems = [map_types(s, type_map, where=where) for s in systems]
+    return systems
+
+
 def read_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = None) -> System:
-    """Reads a DeePMD npy system folder.
+    """Reads a standard (not mixed-type) DeePMD npy system folder.
 
     Args:
       path: the system folder (holding type.raw and set.* folders).
@@ -187,37 +384,18 @@ def read_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = No
 
     Raises:
       DataError: naming the file and the problem, for any missing, malformed or
-        inconsistent input.
+        inconsistent input, and for a mixed-type folder (use `read_npy_systems`).
     """
     root = pathlib.Path(path)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a directory (expected a DeePMD npy system folder)")
-    atom_types = read_type_raw(root / "type.raw")
-    own_map = read_type_map_raw(root / "type_map.raw")
-    if own_map is None:
-        if type_map is None:
-            raise DataError(
-                f"{root / 'type_map.raw'}: missing, and no model type_map given; "
-                "cannot tell which element each type index in type.raw is"
-            )
-        own_map = check_type_map(type_map)
-        warnings.warn(
-            f"{root}: no type_map.raw; assuming type.raw indexes the model type map "
-            f"{list(own_map)}",
-            stacklevel=2,
+    set_dirs = _set_dirs(root)
+    if _is_mixed_type(root, set_dirs):
+        raise DataError(
+            f"{set_dirs[0] / REAL_TYPES_FILE}: {root} uses DeePMD's mixed-type layout, which "
+            "can hold several compositions; read it with read_npy_systems (one System per "
+            "composition)"
         )
-    check_atom_types(atom_types, own_map, str(root / "type.raw"))
-    set_dirs = sorted(p for p in root.glob("set.*") if p.is_dir())
-    if not set_dirs:
-        raise DataError(f"{root}: no set.* folder (expected set.000/coord.npy, ...)")
-    pbc = not (root / "nopbc").exists()
-    per_set = [_read_set(d, atom_types.size, pbc) for d in set_dirs]
-    system = System(
-        path=str(root),
-        type_map=own_map,
-        atom_types=atom_types,
-        **_concatenate_sets(per_set, set_dirs),
-    )
+    own_map, atom_types, arrays, _ = _read_folder(root, set_dirs, False, type_map)
+    system = System(path=str(root), type_map=own_map, atom_types=atom_types, **arrays)
     if type_map is not None:
         system = map_types(system, type_map, where=str(root / "type_map.raw"))
     return system

@@ -100,7 +100,8 @@ def test_values_match_files():
 
 def test_find_systems(tmp_path):
     found = find_systems(SYSTEMS)
-    assert found == sorted(str(SYSTEMS / b[0]) for b in BUNDLED)
+    mixed = str(SYSTEMS / "water_mixed_type")  # tests/data/test_mixed_type.py reads it
+    assert found == sorted([*(str(SYSTEMS / b[0]) for b in BUNDLED), mixed])
     assert find_systems(SYSTEMS / "water/data_0") == [str(SYSTEMS / "water/data_0")]
     with pytest.raises(DataError, match="no DeePMD system"):
         find_systems(tmp_path)

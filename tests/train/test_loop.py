@@ -93,3 +93,31 @@ def test_existing_run_needs_restart_and_restart_needs_same_model(trained, tmp_pa
     assert "pass --restart" in capsys.readouterr().err
     assert _train(workdir, "--restart", "--config.model.fitting_net.neuron=[4,4]") == 2
     assert "'model' section differs" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                                       capsys):  # fmt: skip
+    import jax.numpy as jnp
+
+    from dpa2_jax.train import loop
+
+    real = loop.make_train_step
+
+    def poisoned(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def wrapped(state, batch):
+            new, metrics = step(state, batch)
+            bad = state.step >= 4  # the 5th step and later go wrong
+            return new, {**metrics, "loss": jnp.where(bad, jnp.nan, metrics["loss"])}
+
+        return wrapped
+
+    monkeypatch.setattr(loop, "make_train_step", poisoned)
+    workdir = tmp_path / "nan"
+    assert _train(workdir) == 2
+    err = capsys.readouterr().err
+    assert "step 6: the loss is nan" in err
+    assert "batches since the last display came from" in err and "water/data_" in err
+    assert "the last good checkpoint (step 3) is kept" in err
+    assert os.listdir(workdir / "checkpoints") == ["3"]
