@@ -246,13 +246,13 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
 def reference_inference(model: str, n_atoms: int, repeats: int) -> dict:
     """The same model and frame in DeePMD-kit 3.2.0's JAX backend through its JAX-MD interface
     (jit of value_and_grad with a dense JAX-MD neighbor list), float64."""
+    import deepmd.jax.model  # noqa: F401  (registers the model types)
     import jax
     import jax.numpy as jnp
     from deepmd.jax.jax_md import as_jax_md
     from deepmd.jax.model.base_model import BaseModel
     from jax_md import space
 
-    import deepmd.jax.model  # noqa: F401  (registers the model types)
     from dpa2_jax.io.deepmd_export import to_deepmd
 
     cfg, params = _model(model, "float64")
@@ -281,13 +281,13 @@ def reference_inference(model: str, n_atoms: int, repeats: int) -> dict:
 def compare(model: str, repeats: int) -> dict:
     """dpa2_jax and DeePMD-kit (JAX backend, JAX-MD interface) on the same 192-atom frame and
     model, float64, timed alternately in one process so that machine noise hits both alike."""
+    import deepmd.jax.model  # noqa: F401  (registers the model types)
     import jax
     import jax.numpy as jnp
     from deepmd.jax.jax_md import as_jax_md
     from deepmd.jax.model.base_model import BaseModel
     from jax_md import space
 
-    import deepmd.jax.model  # noqa: F401  (registers the model types)
     from dpa2_jax.graph import batch_graphs, frame_to_graph
     from dpa2_jax.io.deepmd_export import to_deepmd
     from dpa2_jax.model.compiled import compiled_forces_fn

@@ -35,6 +35,7 @@ from dpa2_jax.train.step import make_eval_step, make_train_step
 logger = logging.getLogger(__name__)
 
 MODEL_DIR = "model"  # WORKDIR/model: the trained model as a dpa2_jax model directory
+BEST_DIR = "best"  # WORKDIR/best: the parameters of the lowest validation rmse displayed
 
 
 def _check_labels(run: RunConfig, datasets: list[Dataset]) -> None:
@@ -88,6 +89,7 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
     params = apply_statistics(params, cfg, stats)
     state = create_state(params, optimizer)
     rng, valid_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    best = {"step": 0, "rmse": math.inf}  # lowest validation rmse seen: WORKDIR/best
 
     ckpts = TrainCheckpoints(os.path.join(workdir, "checkpoints"), tr.max_ckpt_keep)
     if restart:
@@ -96,6 +98,7 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
         rng.bit_generator.state = meta["rng"]
         train.restore(meta["data"])
         valid_rng.bit_generator.state = meta["valid_rng"]
+        best = meta.get("best", best)
         if valid is not None:
             valid.restore(meta["valid_data"])
         logger.info("restarted from step %d", int(state.step))
@@ -147,6 +150,11 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
                 lr = m.pop("lr")
                 m.pop("loss")
                 last_valid = validate(lr)
+                if last_valid is not None and last_valid["rmse"] < best["rmse"]:
+                    best = {"step": step + 1, "rmse": last_valid["rmse"]}
+                    save_model(os.path.join(workdir, BEST_DIR), cfg,
+                               jax.tree.map(np.asarray, state.params), metadata=best,
+                               overwrite=True)  # fmt: skip
                 lcurve.write(step + 1, m, last_valid, lr)
                 shown = last_valid or m
                 progress.set_postfix(
@@ -156,7 +164,8 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
                 since_display = []
             progress.update(1)
             if (step + 1) % tr.save_freq == 0 or step + 1 == tr.numb_steps:
-                ckpts.save(step + 1, state, _meta(run, rng, train, valid_rng, valid))
+                ckpts.save(step + 1, state, {**_meta(run, rng, train, valid_rng, valid),
+                                             "best": best})  # fmt: skip
     finally:
         progress.close()
         lcurve.close()

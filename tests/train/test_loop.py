@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import dpa2_jax
+import dpa2_jax.io.checkpoints
 from dpa2_jax.cli.main import main
 from dpa2_jax.train.lcurve import read_lcurve
 from tests.conftest import ROOT, SYSTEMS
@@ -37,8 +38,11 @@ def test_lcurve_has_deepmd_columns_and_rows(trained):
     assert columns["lr"][0] > columns["lr"][-1]
 
 
-def test_checkpoints_and_trained_model_load(trained, capsys):
+def test_checkpoints_best_and_trained_model_load(trained, capsys):
     assert sorted(os.listdir(trained / "checkpoints")) == ["3", "6"]
+    best = dpa2_jax.io.checkpoints.load_model(trained / "best")[2]
+    rmse = read_lcurve(str(trained / "lcurve.out"))["rmse_val"]
+    assert best["rmse"] == pytest.approx(min(rmse), rel=1e-2)  # lcurve.out rounds to 3 digits
     pot = dpa2_jax.load(trained)
     coord = np.load(SYSTEMS / "water" / "data_3" / "set.000" / "coord.npy")[:1].reshape(1, -1, 3)
     cell = np.load(SYSTEMS / "water" / "data_3" / "set.000" / "box.npy")[:1]
