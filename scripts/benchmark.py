@@ -243,6 +243,60 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     }
 
 
+def reference_train_step(model: str, repeats: int) -> dict:
+    """The same optimizer step in DeePMD-kit 3.2.0's PyTorch backend (float64): its model
+    deserialised from ours, its EnergyStdLoss, torch Adam; one 192-atom water frame per step.
+    Needs torch (see scripts/make_training_reference.py for the environment)."""
+    import pathlib as _pathlib
+
+    import deepmd.env
+
+    deepmd.env.SHARED_LIB_DIR = _pathlib.Path("/nonexistent")  # the 3.2.0 wheel's op library
+    import jax
+    import torch
+    from deepmd.pt.loss import EnergyStdLoss
+    from deepmd.pt.model.model import BaseModel
+
+    from dpa2_jax.data import read_npy_system
+    from dpa2_jax.io.deepmd_export import to_deepmd
+
+    cfg, params = _model(model, "float64")
+    torch.set_default_dtype(torch.float64)
+    pt_model = BaseModel.deserialize(to_deepmd(cfg, jax.tree.map(np.asarray, params)))
+    loss_fn = EnergyStdLoss(starter_learning_rate=1e-3, start_pref_e=0.02, limit_pref_e=1,
+                            start_pref_f=1000, limit_pref_f=1)  # fmt: skip
+    opt = torch.optim.Adam(pt_model.parameters(), lr=1e-3)
+    system = read_npy_system(WATER, cfg.type_map)
+
+    def step(k):
+        inputs = {
+            "coord": torch.tensor(system.coords[k : k + 1]),
+            "atype": torch.tensor(system.atom_types[None].astype(np.int64)),
+            "box": torch.tensor(system.cells[k : k + 1].reshape(1, 9)),
+        }
+        label = {"energy": torch.tensor(system.energies[k : k + 1].reshape(1, 1)),
+                 "force": torch.tensor(system.forces[k : k + 1]),
+                 "find_energy": 1.0, "find_force": 1.0}  # fmt: skip
+        opt.zero_grad()
+        _, loss, _ = loss_fn(inputs, pt_model, label, system.natoms, 1e-3)
+        loss.backward()
+        opt.step()
+
+    step(0)
+    times = []
+    for k in range(1, repeats + 1):
+        start = time.perf_counter()
+        step(k)
+        times.append(time.perf_counter() - start)
+    return {
+        "seconds_per_step": round(statistics.median(times), 4),
+        "seconds_all": [round(t, 4) for t in times],
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss_gb": _peak_rss_gb(),
+    }
+
+
 def reference_inference(model: str, n_atoms: int, repeats: int) -> dict:
     """The same model and frame in DeePMD-kit 3.2.0's JAX backend through its JAX-MD interface
     (jit of value_and_grad with a dense JAX-MD neighbor list), float64."""
@@ -336,6 +390,7 @@ CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "first_call_small": lambda a: first_call("small", a.repeats),
     "train_step_small_float64": lambda a: train_step("small", "float64", a.repeats),
     "train_step_small_float32": lambda a: train_step("small", "float32", a.repeats),
+    "reference_train_step_small_float64": lambda a: reference_train_step("small", a.repeats),
 }
 for _m in ("small", "medium"):
     for _p in ("float64", "float32"):
