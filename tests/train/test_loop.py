@@ -125,3 +125,52 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, 
     assert "batches since the last display came from" in err and "water/data_" in err
     assert "the last good checkpoint (step 3) is kept" in err
     assert os.listdir(workdir / "checkpoints") == ["3"]
+
+
+@pytest.mark.slow
+def test_killed_run_restarts_to_the_uninterrupted_numbers(tmp_path):
+    """SIGKILL a `dpa2-jax train` process once its step-10 checkpoint exists (maybe mid-way
+    through writing a later one), restart it, and land on an uninterrupted run's numbers."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def command(workdir):
+        return [sys.executable, "-m", "dpa2_jax.cli.main", "train", TINY, "--workdir",
+                str(workdir), "--config.training.numb_steps=60", "--config.training.disp_freq=10",
+                "--config.training.save_freq=10"]  # fmt: skip
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert subprocess.run(command(straight), capture_output=True).returncode == 0
+    proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "10").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "checkpoints" / "10").exists() and not (killed / "model").exists()
+    assert subprocess.run([*command(killed), "--restart"], capture_output=True).returncode == 0
+    a, b = dpa2_jax.load(straight), dpa2_jax.load(killed)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_exported_trained_model_gives_deepmd_our_numbers(trained, tmp_path):
+    """`dpa2-jax export WORKDIR` of a trained run: DeePMD-kit's numpy backend evaluates the
+    .dp to our energy (1e-10) on a water frame (its numpy backend has no forces)."""
+    pytest.importorskip("deepmd")
+    from deepmd.dpmodel.model.base_model import BaseModel
+    from deepmd.dpmodel.utils.serialization import load_dp_model
+
+    assert main(["export", str(trained), str(tmp_path / "trained.dp")]) == 0
+    model = BaseModel.deserialize(load_dp_model(str(tmp_path / "trained.dp"))["model"])
+    water = SYSTEMS / "water" / "data_3"
+    coord = np.load(water / "set.000" / "coord.npy")[:1].astype(np.float64)
+    box = np.load(water / "set.000" / "box.npy")[:1].astype(np.float64)
+    types = np.loadtxt(water / "type.raw", dtype=int)
+    theirs = model.call(coord, types[None], box=box)
+    ours = dpa2_jax.load(trained).evaluate(coord.reshape(1, -1, 3), box, types)
+    scale = abs(float(ours["energy"][0]))
+    np.testing.assert_allclose(theirs["energy"].reshape(1), ours["energy"], rtol=1e-10,
+                               atol=1e-10 * scale)  # fmt: skip
