@@ -210,6 +210,7 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     import jax
 
     from dpa2_jax.data.dataset import Dataset, read_systems
+    from dpa2_jax.train.loop import training_layout
     from dpa2_jax.train.loss import EnergyLossConfig
     from dpa2_jax.train.optimizer import make_optimizer
     from dpa2_jax.train.schedules import LearningRateConfig, make_schedule
@@ -223,8 +224,9 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     schedule = make_schedule(LearningRateConfig(start_lr=1e-3, stop_lr=3.51e-8), 1_000_000)
     optimizer = make_optimizer(schedule)
     loss = EnergyLossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000, limit_pref_f=1)
-    step = jax.jit(make_train_step(cfg, None, loss, optimizer, schedule, 1e-3))
     state = create_state(params, optimizer)
+    layout = training_layout(cfg, state.params, [data])  # as dpa2-jax train lays slots out
+    step = jax.jit(make_train_step(cfg, None, loss, optimizer, schedule, 1e-3, layout))
     rng = np.random.default_rng(0)
     batches = [data.sample(rng)[1] for _ in range(repeats + 1)]
     start = time.perf_counter()
@@ -239,6 +241,7 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
         "seconds_per_step": round(statistics.median(times), 4),
         "seconds_all": [round(t, 4) for t in times],
         "compile_seconds": round(compile_s, 2),
+        "slots_three_body_repformer": list(layout.slots),
         "peak_rss_gb": _peak_rss_gb(),
     }
 

@@ -20,11 +20,13 @@ from tqdm.auto import tqdm
 
 from dpa2_jax.data.dataset import Dataset, read_systems
 from dpa2_jax.data.stats import apply_statistics, compute_statistics
+from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.errors import CheckpointError, DataError, TrainingError
 from dpa2_jax.io.checkpoints import save_model
 from dpa2_jax.io.training_checkpoints import TrainCheckpoints
 from dpa2_jax.model import init
 from dpa2_jax.model.jax_setup import compiler_options, enable_compilation_cache, enable_x64_for
+from dpa2_jax.model.layout import compact_layout
 from dpa2_jax.train.config import RunConfig
 from dpa2_jax.train.lcurve import LCurve
 from dpa2_jax.train.optimizer import make_optimizer
@@ -53,6 +55,15 @@ def _check_labels(run: RunConfig, datasets: list[Dataset]) -> None:
                     f"{sb.system.path}: no {', '.join(missing)} labels, but the loss weights them "
                     "(set their start_pref_*/limit_pref_* to 0, or remove the system)"
                 )
+
+
+def training_layout(cfg, params, datasets: list[Dataset]) -> Layout:
+    """The descriptor layout for every frame of the data: blocks that give the same numbers
+    with fewer slots (their statistics stay fixed during training) lay out only as many as the
+    most neighbors any atom has (``model/layout.py``); one layout, so one compilation."""
+    blocks = family_of(cfg.descriptor).compactable_blocks(params["descriptor"], cfg.descriptor)
+    graphs = [g for data in datasets for sb in data.systems for g in sb.graphs]
+    return compact_layout(blocks, graphs)
 
 
 def _mean_metrics(items: list[dict]) -> dict[str, float]:
@@ -109,9 +120,11 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
         )
 
     head = cfg.head_names[0]
-    step_fn = jax.jit(make_train_step(cfg, head, run.loss, optimizer, schedule, start_lr),
+    layout = training_layout(cfg, state.params, [d for d in (train, valid) if d is not None])
+    logger.info("neighbor slots laid out per compactable block: %s", layout.slots)
+    step_fn = jax.jit(make_train_step(cfg, head, run.loss, optimizer, schedule, start_lr, layout),
                       donate_argnums=0, compiler_options=compiler_options())  # fmt: skip
-    eval_fn = jax.jit(make_eval_step(cfg, head, run.loss, start_lr),
+    eval_fn = jax.jit(make_eval_step(cfg, head, run.loss, start_lr, layout),
                       compiler_options=compiler_options())  # fmt: skip
 
     def validate(lr, every_frame: bool = False) -> dict | None:
