@@ -34,6 +34,7 @@ import numpy as np
 from dpa2_jax.data.system import System
 from dpa2_jax.data.type_map import map_types
 from dpa2_jax.descriptor import family_of
+from dpa2_jax.descriptor.env_mat import switch_function
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.graph.neighbors import neighbor_list
 from dpa2_jax.typing import Params
@@ -43,12 +44,6 @@ EMPTY_STD = 1e-1  # std of a type with no centers in the data (StatItem's defaul
 DATA_STAT_NBATCH = 10  # DeePMD's default ``data_stat_nbatch``
 
 Frame = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # coords [na, 3], types [na], cell
-
-
-def switch_function(r: np.ndarray, rcut_smth: float, rcut: float) -> np.ndarray:
-    """Quintic switch s(r) (``descriptor/env_mat.py``), in numpy."""
-    u = (np.clip(r, rcut_smth, rcut) - rcut_smth) / (rcut - rcut_smth)
-    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
 
 
 def environment_moments(

@@ -104,8 +104,9 @@ def dense_neighborhood(
 
 
 def switch_function(r: Array, rcut_smth: float, rcut: float) -> Array:
-    """Quintic switch s(r): 1 below rcut_smth, 0 beyond rcut, C2-continuous in between."""
-    u = (jnp.clip(r, rcut_smth, rcut) - rcut_smth) / (rcut - rcut_smth)
+    """Quintic switch s(r): 1 below rcut_smth, 0 beyond rcut, C2-continuous in between.
+    Works on numpy and JAX arrays alike (the host-side statistics use it too)."""
+    u = (r.clip(rcut_smth, rcut) - rcut_smth) / (rcut - rcut_smth)
     return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
 
 

@@ -44,15 +44,19 @@ def read_collection(d: dict, what: str) -> list[Params]:
     return read_network(nets[0])
 
 
+def nearest_hint(key: str, valid) -> str:
+    """ "; did you mean 'x'?" for the valid name closest to ``key``, or a plain statement."""
+    close = difflib.get_close_matches(key, sorted(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else " (not an option dpa2_jax supports)"
+
+
 def dataclass_kwargs(cls, args: dict, what: str, ignore=()) -> dict:
     """Keyword arguments of ``cls`` from a serialized options dict (lists become tuples);
     options that ``cls`` lacks and ``ignore`` does not name raise a ConfigError."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(args) - names - set(ignore))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{what}: unsupported option(s) {unknown}{hint}")
+        raise ConfigError(f"{what}: unknown key {unknown[0]!r}{nearest_hint(unknown[0], names)}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in names}
 
 

@@ -10,13 +10,13 @@ valid one. System paths are relative to the input file.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 from typing import Any
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.io.deepmd_config import model_config
+from dpa2_jax.io.deepmd_layers import dataclass_kwargs, nearest_hint
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.train.loss import EnergyLossConfig
 from dpa2_jax.train.schedules import LearningRateConfig
@@ -64,18 +64,9 @@ class RunConfig:
     source: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
 
-def _fields(cls, section: dict, what: str, ignore=()) -> dict:
-    names = [f.name for f in dataclasses.fields(cls)]
-    out = {}
-    for key, value in section.items():
-        if key in _IGNORED or key in ignore:
-            continue
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{what}: unknown key {key!r}{hint}")
-        out[key] = tuple(value) if isinstance(value, list) else value
-    return out
+def _fields(cls, section: dict, what: str) -> dict:
+    """Keyword arguments of ``cls`` from ``section``, DeePMD's no-op keys dropped."""
+    return dataclass_kwargs(cls, {k: v for k, v in section.items() if k not in _IGNORED}, what)
 
 
 def _data(section: dict | None, what: str, base_dir: str) -> DataConfig | None:
@@ -96,13 +87,12 @@ def _data(section: dict | None, what: str, base_dir: str) -> DataConfig | None:
 def run_config(d: dict, base_dir: str = ".") -> RunConfig:
     """RunConfig from DeePMD's input sections (a dict); paths relative to ``base_dir``."""
     d = dict(d)
-    unknown = sorted(set(d) - {"model", "learning_rate", "loss", "training", "_comment"})
+    sections = {"model", "learning_rate", "loss", "training"}
+    unknown = sorted(set(d) - sections - {"_comment"})
     if unknown:
-        close = difflib.get_close_matches(
-            unknown[0], ["model", "learning_rate", "loss", "training"]
+        raise ConfigError(
+            f"input: unknown section {unknown[0]!r}{nearest_hint(unknown[0], sections)}"
         )
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"input: unknown section {unknown[0]!r}{hint}")
     for name in ("model", "training"):
         if name not in d:
             raise ConfigError(f"input: the {name!r} section is missing")

@@ -95,9 +95,10 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
     start_lr = float(schedule(0))
     optimizer = make_optimizer(schedule, tr.gradient_max_norm)
     params = init(jax.random.key(seed), cfg)
-    stats = compute_statistics(cfg, train_systems, max_frames=run.data_stat_nbatch * max(
-        sb.batch_size for sb in train.systems))  # fmt: skip
-    params = apply_statistics(params, cfg, stats)
+    if not restart:  # a restart restores the statistics with the rest of the state
+        stats = compute_statistics(cfg, train_systems, max_frames=run.data_stat_nbatch * max(
+            sb.batch_size for sb in train.systems))  # fmt: skip
+        params = apply_statistics(params, cfg, stats)
     state = create_state(params, optimizer)
     rng, valid_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     best = {"step": 0, "rmse": math.inf}  # lowest validation rmse seen: WORKDIR/best
