@@ -6,9 +6,11 @@
                              batches in a system, nframes // batch_size) or explicit ``sys_probs``
     order within a system    frames visited in a shuffled order, reshuffled after each pass
 
-Each system's batches are padded to one shape (its batch size plus one graph, its atoms, and its
-largest frame's edges times the batch size, rounded to bucket sizes), so the number of
+Each system's batches are padded to one shape (its batch size plus one graph, its atoms plus one,
+and its largest frame's edges times the batch size, rounded to bucket sizes), so the number of
 compilations is at most the number of systems and in practice the few distinct bucket shapes.
+Atoms are rounded finely (``NODE_MANTISSA_BITS``: at most 6 % padding, since all the dense
+per-atom work of a step scales with them), edges coarsely (only the neighbor table reads them).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.graph import batch_graphs, bucket_size, pad_graph, system_to_graphs
 
 logger = logging.getLogger(__name__)
+
+NODE_MANTISSA_BITS = 5  # 193 atoms (192 + the padding graph's) -> 200, not 224
 
 
 def read_systems(paths: Sequence[str | os.PathLike], type_map=None) -> list[System]:
@@ -86,7 +90,7 @@ class SystemBatches:
         self.system, self.graphs, self.batch_size = system, graphs, batch_size
         most_edges = max(int(g.n_edge[0]) for g in graphs)
         self.shape = (
-            bucket_size(batch_size * system.natoms + 1),
+            bucket_size(batch_size * system.natoms + 1, NODE_MANTISSA_BITS),
             bucket_size(batch_size * most_edges),
             batch_size + 1,
         )

@@ -69,5 +69,11 @@ class TrainCheckpoints:
         return out.state, out.meta
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for the last save; a write that failed in the background (a full disk) is
+        reported here, with the earlier checkpoints left in place."""
+        try:
+            self.manager.wait_until_finished()
+        except OSError as err:
+            raise CheckpointError(f"{self.directory}: finishing a save failed: {err}") from err
+        finally:
+            self.manager.close()

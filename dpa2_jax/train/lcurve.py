@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import io
 import math
+import os
 
 
 class LCurve:
-    """Appends rows to ``path``; writes the header before the first row of a new file."""
+    """Appends rows to ``path``; writes the header before the first row of a new file.
 
-    def __init__(self, path: str, append: bool = False):
+    ``append=True`` continues an existing file (a restart): rows after ``resume_step``, written
+    by the interrupted run past its last checkpoint, are dropped first, since the restart
+    writes them again.
+    """
+
+    def __init__(self, path: str, append: bool = False, resume_step: int | None = None):
         self.path = path
+        if append and resume_step is not None and os.path.exists(path):
+            _drop_rows_after(path, resume_step)
         self.file: io.TextIOBase = open(path, "a" if append else "w")
         self.keys: list[str] | None = None
         self.has_valid = False
@@ -49,6 +57,16 @@ class LCurve:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _drop_rows_after(path: str, step: int) -> None:
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [ln for ln in lines if ln.startswith("#") or not ln.strip() or int(ln.split()[0]) <= step]
+    if len(kept) < len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
 
 
 def _value(x) -> float:

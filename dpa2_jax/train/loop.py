@@ -141,7 +141,8 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
         return out
 
     first = int(state.step)
-    lcurve = LCurve(os.path.join(workdir, tr.disp_file), append=restart and first > 0)
+    lcurve = LCurve(os.path.join(workdir, tr.disp_file), append=restart and first > 0,
+                    resume_step=first)  # fmt: skip
     progress = tqdm(total=tr.numb_steps, initial=first, desc="training", unit="step",
                     dynamic_ncols=True)  # fmt: skip
     since_display: list[str] = []

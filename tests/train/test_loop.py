@@ -174,3 +174,34 @@ def test_exported_trained_model_gives_deepmd_our_numbers(trained, tmp_path):
     scale = abs(float(ours["energy"][0]))
     np.testing.assert_allclose(theirs["energy"].reshape(1), ours["energy"], rtol=1e-10,
                                atol=1e-10 * scale)  # fmt: skip
+
+
+def test_full_disk_at_save_keeps_earlier_checkpoints_and_restarts(trained, tmp_path, monkeypatch,
+                                                                   capsys):  # fmt: skip
+    """The step-6 save hits a full disk: the run stops with a message naming the folder, the
+    step-3 checkpoint stays restorable, and a restart once there is room again lands on the
+    uninterrupted run's parameters."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    real_save = ocp.CheckpointManager.save
+
+    def save(self, step, *args, **kwargs):
+        if step == 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    workdir = tmp_path / "full"
+    assert _train(workdir) == 2
+    err = capsys.readouterr().err
+    assert f"{workdir / 'checkpoints'}: saving step 6 failed" in err
+    assert "No space left on device" in err
+    assert os.listdir(workdir / "checkpoints") == ["3"]
+    monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+    assert _train(workdir, "--restart") == 0
+    a, b = dpa2_jax.load(trained), dpa2_jax.load(workdir)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert read_lcurve(str(workdir / "lcurve.out")) == read_lcurve(str(trained / "lcurve.out"))
