@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--reference-python", default="/tmp/ptvenv/bin/python")
     parser.add_argument("--parallel", action="store_true",
                         help="run both programs at once, one core and one thread each")  # fmt: skip
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="skip training: test the trained runs already in --out")  # fmt: skip
     args = parser.parse_args()
     out = pathlib.Path(args.out).resolve()
     env = {**os.environ, **(ONE_THREAD if args.parallel else {})}
@@ -104,13 +106,17 @@ def main() -> None:
     reports: dict[str, list[pathlib.Path]] = {"dpa2_jax": [], "deepmd": []}
     for seed in args.seeds:
         seed_dir = out / f"seed{seed}"
-        write_input(seed_dir, args.steps, seed)
+        if not args.evaluate_only:
+            write_input(seed_dir, args.steps, seed)
         for name, commands in jobs(seed_dir, args.reference_python, args.parallel).items():
             folder = seed_dir / name
-            if folder.exists():
+            if args.evaluate_only:
+                commands = commands[1:]  # the trained run stays; test (and freeze) again
+            elif folder.exists():
                 shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            logs = [folder / f"{name}.{k}.log" for k in range(len(commands))]
+            folder.mkdir(parents=True, exist_ok=True)
+            first = 1 if args.evaluate_only else 0
+            logs = [folder / f"{name}.{k + first}.log" for k in range(len(commands))]
             chains[name] += [["cd", str(folder)]] + [
                 c + [">", str(log), "2>&1"] for c, log in zip(commands, logs)
             ]
