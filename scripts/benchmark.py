@@ -197,7 +197,7 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
         "seconds_per_frame": round(device, 4),
         "seconds_all": [round(t, 4) for t in times],
         "us_per_atom": round(device / len(positions) * 1e6, 2),
-        "slots_three_body_repformer": list(layout.slots),
+        "slots_three_body_repformer": list(layout.slots or ()),
         "evaluate_seconds_per_frame": round(end_to_end, 4),
         "compile_seconds": round(compile_s, 2),
         "peak_rss_gb": _peak_rss_gb(),
@@ -241,7 +241,7 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
         "seconds_per_step": round(statistics.median(times), 4),
         "seconds_all": [round(t, 4) for t in times],
         "compile_seconds": round(compile_s, 2),
-        "slots_three_body_repformer": list(layout.slots),
+        "slots_three_body_repformer": list(layout.slots or ()),
         "peak_rss_gb": _peak_rss_gb(),
     }
 
@@ -400,6 +400,8 @@ for _m in ("small", "medium"):
         CASES[f"{_m}_{_p}_192"] = lambda a, m=_m, p=_p: inference(m, p, 192, a.repeats)
     CASES[f"reference_{_m}_float64_192"] = lambda a, m=_m: reference_inference(m, 192, a.repeats)
     CASES[f"compare_{_m}_float64_192"] = lambda a, m=_m: compare(m, a.repeats)
+for _p in ("float64", "float32"):  # the se_e2_a student (configs/se_e2_a_water.py)
+    CASES[f"se_e2_a_water_{_p}_192"] = lambda a, p=_p: inference("se_e2_a_water", p, 192, a.repeats)
 for _n in (1536, 5184, 12288):
     CASES[f"small_float64_{_n}"] = lambda a, n=_n: inference("small", "float64", n, a.repeats)
 DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_small_float64",
@@ -449,6 +451,12 @@ def main() -> None:
         if ours and ref and "error" not in ours and "error" not in ref:
             results[f"speedup_{model}_float64_192"] = round(
                 ref["seconds_per_frame"] / ours["seconds_per_frame"], 2
+            )
+    for _p in ("float64", "float32"):  # how much cheaper the se_e2_a student is than small DPA-2
+        se, dpa2 = results.get(f"se_e2_a_water_{_p}_192"), results.get(f"small_{_p}_192")
+        if se and dpa2 and "error" not in se and "error" not in dpa2:
+            results[f"small_over_se_e2_a_{_p}_192"] = round(
+                dpa2["seconds_per_frame"] / se["seconds_per_frame"], 2
             )
     small, big = results.get("small_float64_192"), results.get("small_float64_12288")
     if small and big and "error" not in small and "error" not in big:

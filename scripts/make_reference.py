@@ -38,12 +38,13 @@ def variant_seed(name: str) -> int:
     return zlib.crc32(name.encode()) % (2**31)
 
 
-def geometries_for(name: str):
+def geometries_for(name: str, type_map=rm.TYPE_MAP):
+    """The variant's geometries, atom types mapped into its ``type_map`` by element symbol."""
     out = []
     if name in WATER_FRAMES:
-        out.append(("water", rm.water_frames(WATER_FRAMES[name])))
-    out.append(("small_cell", rm.small_triclinic_cell()))
-    out.append(("molecule", rm.molecule()))
+        out.append(("water", rm.water_frames(WATER_FRAMES[name], type_map)))
+    out.append(("small_cell", rm.small_triclinic_cell(type_map)))
+    out.append(("molecule", rm.molecule(type_map)))
     return out
 
 
@@ -79,6 +80,11 @@ def main() -> None:
     dp_version = deepmd.__version__
     import jax
 
+    known = [name for name, _ in rm.variants()]
+    unknown = sorted(set(args.only or ()) - set(known))
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; known: {known}")
+
     rows, failures = [], []
     t_all = time.perf_counter()
     for name, cfg in rm.variants():
@@ -99,7 +105,7 @@ def main() -> None:
         dcfg = cfg["descriptor"]
         precision = dcfg.get("precision", "float64")
         tol = 1e-10 if precision == "float64" else 1e-5
-        for gname, (coords, cells, types) in geometries_for(name):
+        for gname, (coords, cells, types) in geometries_for(name, cfg["type_map"]):
             try:
                 t0 = time.perf_counter()
                 ref = rm.reference_eval(dp_path, coords, cells, types)
@@ -132,7 +138,7 @@ def main() -> None:
                 atom_energy=ref["atom_energy"],
                 energy_numpy=ref_np["energy"],
                 atom_energy_numpy=ref_np["atom_energy"],
-                type_map=np.array(rm.TYPE_MAP),
+                type_map=np.array(cfg["type_map"]),
                 variant=np.array(name),
                 geometry=np.array(gname),
                 model_file=np.array(dp_path.name),
@@ -176,6 +182,8 @@ def main() -> None:
 
     if not args.only:
         write_readme(out, rows, failures, dp_version, jax.__version__, t_total)
+    elif (out / "README.md").exists():
+        merge_readme(out, rows, failures, known)
     if failures:
         sys.exit(1)
 
@@ -195,7 +203,8 @@ def write_readme(out: Path, rows, failures, dp_version, jax_version, t_total) ->
         f"* DeePMD-kit {dp_version} (JAX backend for energy/forces/virial, numpy "
         "`dpmodel` backend for the energy cross-check), "
         f"jax {jax_version}, numpy {np.__version__}, Python {platform.python_version()}, CPU",
-        "* models: `tests/reference_models.py` (`TINY_DPA2` and its one-option variants); "
+        "* models: `tests/reference_models.py` (`TINY_DPA2`, its one-option variants and the "
+        "`econf_*` combinations; each npz stores the variant's `type_map`); "
         "every variable randomised with `numpy.random.default_rng(seed)`, "
         "seed = crc32(variant name) mod 2**31 (stored in each npz)",
         "",
@@ -230,14 +239,7 @@ def write_readme(out: Path, rows, failures, dp_version, jax_version, t_total) ->
         "| variant | geometry | nf x nat | jax s | numpy s | max abs dE jax-numpy | truncated atoms (repinit/repformer/3-body) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in rows:
-        tr = "/".join(
-            str(r["trunc"].get(k, (0,))[0]) for k in ("repinit", "repformer", "three_body")
-        )
-        lines.append(
-            f"| {r['variant']} | {r['geometry']} | {r['nframes']} x {r['natoms']} | "
-            f"{r['t_jax']:.1f} | {r['t_np']:.2f} | {max(r['d_e'], r['d_ae']):.1e} | {tr} |"
-        )
+    lines += [table_row(r) for r in rows]
     lines += [
         "",
         f"Total generation time {t_total:.0f} s. The first JAX evaluation of each new "
@@ -246,6 +248,37 @@ def write_readme(out: Path, rows, failures, dp_version, jax_version, t_total) ->
     if failures:
         lines += ["", "## Failures", ""] + [f"* {' / '.join(f)}" for f in failures]
     (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def table_row(r: dict) -> str:
+    """One row of the README's case table."""
+    tr = "/".join(str(r["trunc"].get(k, (0,))[0]) for k in ("repinit", "repformer", "three_body"))
+    return (
+        f"| {r['variant']} | {r['geometry']} | {r['nframes']} x {r['natoms']} | "
+        f"{r['t_jax']:.1f} | {r['t_np']:.2f} | {max(r['d_e'], r['d_ae']):.1e} | {tr} |"
+    )
+
+
+def merge_readme(out: Path, rows, failures, order: list[str]) -> None:
+    """After an ``--only`` run: replace the regenerated variants' rows of the README table
+    (the other rows stay), keep the table in ``rm.variants()`` order, and note the run."""
+    text = (out / "README.md").read_text().splitlines()
+    table = [i for i, line in enumerate(text) if line.startswith("| ") and "---" not in line]
+    header, first, last = table[0], table[1], table[-1]
+    new = {r["variant"] for r in rows}
+    kept = [text[i] for i in table[1:] if text[i].split("|")[1].strip() not in new]
+    merged = kept + [table_row(r) for r in rows]
+    rank = {name: k for k, name in enumerate(order)}
+    merged.sort(key=lambda line: rank.get(line.split("|")[1].strip(), len(rank)))
+    assert first == header + 2, "README table layout changed"
+    now = datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    note = f"Rows of {', '.join(sorted(new))} regenerated with `--only` on {now}."
+    tail = [line for line in text[last + 1 :] if not line.startswith("Rows of ")]
+    while tail and not tail[-1]:
+        tail.pop()
+    if failures:
+        tail += ["", "## Failures (--only run)", ""] + [f"* {' / '.join(f)}" for f in failures]
+    (out / "README.md").write_text("\n".join(text[:first] + merged + tail + ["", note]) + "\n")
 
 
 if __name__ == "__main__":

@@ -303,6 +303,25 @@ VARIANT_CHANGES: dict[str, dict[str, Any]] = {
     },
     "use_econf_tebd": {f"{_D}.use_econf_tebd": True},
     "use_tebd_bias": {f"{_D}.use_tebd_bias": True},
+    # the electron-configuration type embedding with the options that change how type
+    # embeddings enter (three-body is on in all of them, as in TINY_DPA2)
+    "econf_res_incr": {f"{_D}.use_econf_tebd": True, f"{_RF}.update_style": "res_incr"},
+    "econf_exclude_types": {f"{_D}.use_econf_tebd": True, f"{_D}.exclude_types": [[0, 1]]},
+    "econf_nonsmooth": {f"{_D}.use_econf_tebd": True, f"{_D}.smooth": False},
+    "econf_combined": {
+        f"{_D}.use_econf_tebd": True,
+        f"{_RF}.update_style": "res_incr",
+        f"{_D}.exclude_types": [[0, 1], [2, 2]],
+        f"{_D}.smooth": False,
+        f"{_RI}.tebd_input_mode": "strip",
+    },
+    # another type map: permuted, with an absent transition metal (5 types); the
+    # econf rows follow the type map, so a row mix-up shows
+    "econf_type_map": {
+        "type_map": ["O", "Fe", "H", "C", "N"],
+        f"{_D}.use_econf_tebd": True,
+        f"{_D}.exclude_types": [[0, 2]],
+    },
 }
 
 # extra keyword arguments of build_random_dp_model for some variants

@@ -54,6 +54,7 @@ def environment_moments(
     sel: int,
     protection: float = 0.0,
     exclude_types: Sequence[tuple[int, int]] = (),
+    type_sel: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Count, sum and sum of squares of the environment matrix per center type.
 
@@ -68,6 +69,8 @@ def environment_moments(
       sel: the block's neighbor slots per center.
       protection: DeePMD's env_protection p in 1/(r+p).
       exclude_types: (type, type) pairs, either order, whose entries are zeroed.
+      type_sel: per neighbor type, the most neighbors kept (se_e2_a's per-type lists, taken
+        from the nearest ``sel`` = sum(type_sel)); the dropped ones count as empty slots.
 
     Returns:
       [ntypes, 2, 3]: for the radial and the (pooled) angular components, (number of entries,
@@ -93,6 +96,8 @@ def environment_moments(
         center, neighbor = types[nl.centers], types[nl.neighbors]  # [n_edge]
         inv = 1.0 / (nl.distances + protection)
         radial = switch_function(nl.distances, rcut_smth, rcut) * inv * ~excluded[center, neighbor]
+        if type_sel is not None:
+            radial = radial * _within_type_sel(nl.centers, neighbor, nl.distances, type_sel)
         angular = diff * (radial * inv)[:, None]  # [n_edge, 3] s r_ij / (r+p)^2
         slots = np.bincount(types, minlength=ntypes) * sel  # [ntypes] slots per center type
         moments[:, 0, 0] += slots
@@ -102,6 +107,16 @@ def environment_moments(
         moments[:, 1, 1] += np.bincount(center, angular.sum(-1), ntypes)
         moments[:, 1, 2] += np.bincount(center, (angular**2).sum(-1), ntypes)
     return moments
+
+
+def _within_type_sel(centers, neighbor_types, distances, type_sel) -> np.ndarray:
+    """[n_edge] True for the ``type_sel[t]`` nearest neighbors of type t of each center."""
+    order = np.lexsort((distances, neighbor_types, centers))  # center, type, then distance
+    key = (centers * len(type_sel) + neighbor_types)[order]
+    rank = np.arange(len(key)) - np.searchsorted(key, key, side="left")
+    keep = np.empty(len(key), bool)
+    keep[order] = rank < np.asarray(type_sel)[neighbor_types[order]]
+    return keep
 
 
 def moments_statistics(
@@ -131,15 +146,18 @@ def environment_statistics(
     protection: float = 0.0,
     set_davg_zero: bool = True,
     exclude_types: Sequence[tuple[int, int]] = (),
+    type_sel: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """DeePMD-kit's davg and dstd of one mixed-type block (module docstring).
+    """DeePMD-kit's davg and dstd of one block (module docstring).
 
     Args: as ``environment_moments``; set_davg_zero keeps davg at zero.
 
     Returns:
       davg, dstd: [ntypes, sel, 4] float64.
     """
-    moments = environment_moments(frames, ntypes, rcut, rcut_smth, sel, protection, exclude_types)
+    moments = environment_moments(
+        frames, ntypes, rcut, rcut_smth, sel, protection, exclude_types, type_sel
+    )
     return moments_statistics(moments, sel, set_davg_zero)
 
 

@@ -6,12 +6,13 @@ Adding a family: a folder defining a ``DescriptorFamily`` (see ``family.py``) an
 
 from __future__ import annotations
 
-from dpa2_jax.descriptor import dpa2
+from dpa2_jax.descriptor import dpa2, se_e2_a
 from dpa2_jax.descriptor.family import Block, DescriptorFamily, Layout
 from dpa2_jax.errors import ConfigError
 
 FAMILIES: dict[str, DescriptorFamily] = {
     dpa2.FAMILY.name: dpa2.FAMILY,
+    **dict.fromkeys(se_e2_a.deepmd.TYPES, se_e2_a.FAMILY),  # DeePMD's name and alias
 }
 
 

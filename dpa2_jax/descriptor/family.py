@@ -31,9 +31,12 @@ and its functions are pure:
     config_from_dict(d) / config_to_dict(cfg)
         our own JSON form (``model.json``), without the family tag.
     statistics_blocks(cfg) -> {block name: {rcut, rcut_smth, sel, set_davg_zero,
-                                            protection, exclude_types}}
+                                            protection, exclude_types[, type_sel]}}
         for each params block holding ``davg``/``dstd``, the environment matrix whose data
         statistics fill them (the keyword arguments of ``data.stats.environment_statistics``).
+
+and one flag, ``mixed_types``: False for a family whose descriptor distinguishes neighbor
+types by slots (se_e2_a); DeePMD then gives its energy fitting one net per atom type.
 """
 
 from __future__ import annotations
@@ -87,3 +90,4 @@ class DescriptorFamily:
     config_from_dict: Callable[[dict], Any]
     config_to_dict: Callable[[Any], dict]
     statistics_blocks: Callable[[Any], dict[str, dict]] | None = None
+    mixed_types: bool = True

@@ -38,13 +38,17 @@ def model_config(model: dict[str, Any], head: str = DEFAULT_HEAD) -> ModelConfig
     for key in ("pair_exclude_types",):
         if model.get(key):
             raise ConfigError(f"model option {key} is not supported")
-    descriptor = family(desc.get("type")).config_from_input(desc, len(type_map))
+    desc_family = family(desc.get("type"))
+    if desc.get("use_econf_tebd"):  # DeePMD-kit hands the descriptor the model's type map
+        desc["type_map"] = list(type_map)
+    descriptor = desc_family.config_from_input(desc, len(type_map))
     fit = dataclass_kwargs(
         FittingConfig,
         {k: v for k, v in fitting.items() if k not in _FITTING_IGNORED},
         "fitting_net",
     )
     fit.setdefault("precision", descriptor.precision)
+    fit["mixed_types"] = desc_family.mixed_types  # DeePMD sets it from the descriptor
     return ModelConfig(
         type_map=type_map,
         descriptor=descriptor,
@@ -58,6 +62,7 @@ def model_section(cfg: ModelConfig, head: str | None = None) -> dict[str, Any]:
     fit = {
         k: list(v) if isinstance(v, tuple) else v
         for k, v in dataclasses.asdict(cfg.fitting(cfg.resolve_head(head))).items()
+        if k != "mixed_types"  # not an input option: DeePMD derives it from the descriptor
     }
     section = {
         "type_map": list(cfg.type_map),

@@ -21,21 +21,26 @@ def to_deepmd(cfg: ModelConfig, params: Params, head: str | None = None) -> dict
     hp = params["heads"][head]
     ntypes = cfg.descriptor.ntypes
     prec = fit.precision
-    layers = hp["fitting"]["layers"]
+    nets = [
+        fitting_net_dict(layers, fit.activation_function, fit.resnet_dt, prec)
+        for layers in (
+            [hp["fitting"]["layers"]] if fit.mixed_types else hp["fitting"]["type_layers"]
+        )
+    ]
+    collection = collection_dict(nets[0], ntypes, "fitting_network")
+    if not fit.mixed_types:  # one net per type
+        collection.update(ndim=1, networks=nets)
     fitting = {
         "@class": "Fitting", "@version": 4, "type": "ener", "var_name": "energy",
         "ntypes": ntypes, "dim_descrpt": cfg.descriptor.dim_out, "neuron": list(fit.neuron),
         "resnet_dt": fit.resnet_dt, "numb_fparam": 0, "numb_aparam": 0, "dim_case_embd": 0,
         "default_fparam": None, "rcond": None,
         "activation_function": fit.activation_function, "precision": prec,
-        "mixed_types": True, "exclude_types": list(fit.exclude_types),
+        "mixed_types": fit.mixed_types, "exclude_types": list(fit.exclude_types),
         "type_map": list(cfg.type_map), "tot_ener_zero": False,
         "trainable": [True] * (len(fit.neuron) + 1), "layer_name": None,
         "use_aparam_as_mask": False, "spin": None, "dim_out": 1, "atom_ener": None,
-        "nets": collection_dict(
-            fitting_net_dict(layers, fit.activation_function, fit.resnet_dt, prec),
-            ntypes, "fitting_network",
-        ),
+        "nets": collection,
         "@variables": {
             "bias_atom_e": np.asarray(hp["fitting"]["bias_atom_e"]), "case_embd": None,
             "fparam_avg": None, "fparam_inv_std": None,

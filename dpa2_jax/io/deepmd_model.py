@@ -15,7 +15,7 @@ import numpy as np
 from dpa2_jax.descriptor import family as descriptor_family
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
-from dpa2_jax.io.deepmd_layers import check_version, read_collection
+from dpa2_jax.io.deepmd_layers import check_version, read_collection, read_network
 from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig
 from dpa2_jax.typing import Params
 
@@ -34,15 +34,24 @@ def fitting_config(d: dict) -> FittingConfig:
     for key in ("atom_ener", "spin", "layer_name"):
         if d.get(key):
             raise ConfigError(f"fitting option {key}={d[key]} is not supported")
-    if not d.get("mixed_types", True):
-        raise ConfigError("fitting with mixed_types=False (one net per type) is not supported")
     return FittingConfig(
         neuron=tuple(d["neuron"]),
         resnet_dt=d["resnet_dt"],
         activation_function=d["activation_function"],
         precision=d["precision"],
         exclude_types=tuple(d.get("exclude_types", [])),
+        mixed_types=d.get("mixed_types", True),
     )
+
+
+def fitting_nets(d: dict, cfg: FittingConfig) -> Params:
+    """{"layers"} (one net) or {"type_layers"} (one per type) of a serialized fitting."""
+    if cfg.mixed_types:
+        return {"layers": read_collection(d["nets"], "fitting nets")}
+    nets = d["nets"]["networks"]
+    if d["nets"].get("ndim") != 1 or any(n is None for n in nets):
+        raise ConfigError("fitting nets: expected one network per type (ndim 1)")
+    return {"type_layers": [read_network(n) for n in nets]}
 
 
 def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Params]:
@@ -50,7 +59,7 @@ def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Par
     if model.get("@class") != "Model" or model.get("type") != "standard":
         raise ConfigError(
             f"model @class={model.get('@class')!r} type={model.get('type')!r} is not supported "
-            "(only standard energy models with a dpa2 descriptor)"
+            "(only standard energy models)"
         )
     check_version(model, "model", SUPPORTED_VERSIONS["Model"])
     if model.get("pair_exclude_types"):
@@ -79,7 +88,7 @@ def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Par
         "heads": {
             head: {
                 "fitting": {
-                    "layers": read_collection(fitting["nets"], "fitting nets"),
+                    **fitting_nets(fitting, fit_cfg),
                     "bias_atom_e": np.asarray(fitting["@variables"]["bias_atom_e"]),
                 },
                 "out_bias": out_bias.reshape(out_bias.shape[-2]),

@@ -36,6 +36,12 @@ class ModelConfig:
             )
         if len(set(self.type_map)) != len(self.type_map):
             raise ConfigError(f"type_map {list(self.type_map)} repeats an element")
+        own = getattr(self.descriptor, "type_map", None)  # e.g. for econf type embeddings
+        if own is not None and tuple(own) != self.type_map:
+            raise ConfigError(
+                f"the descriptor was built for type_map {list(own)}, the model has "
+                f"{list(self.type_map)}"
+            )
         names = [name for name, _ in self.heads]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"heads must be a non-empty list of distinct names, got {names}")

@@ -62,7 +62,9 @@ class LCurve:
 def _drop_rows_after(path: str, step: int) -> None:
     with open(path) as f:
         lines = f.readlines()
-    kept = [ln for ln in lines if ln.startswith("#") or not ln.strip() or int(ln.split()[0]) <= step]
+    kept = [
+        ln for ln in lines if ln.startswith("#") or not ln.strip() or int(ln.split()[0]) <= step
+    ]
     if len(kept) < len(lines):
         with open(path + ".tmp", "w") as f:
             f.writelines(kept)

@@ -147,12 +147,15 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
                     dynamic_ncols=True)  # fmt: skip
     since_display: list[str] = []
     train_metrics: list[dict] = []
-    t0, last_valid = time.perf_counter(), None
+    t0, last_valid, in_flight = time.perf_counter(), None, None
     try:
         for step in range(first, tr.numb_steps):
             k, batch = train.sample(rng)
             since_display.append(train.systems[k].system.path)
             state, metrics = step_fn(state, batch)
+            if in_flight is not None:  # one step queued at most: the progress bar tells the truth
+                in_flight.block_until_ready()
+            in_flight = metrics["loss"]
             display = (step + 1) % tr.disp_freq == 0 or step == first or step + 1 == tr.numb_steps
             if display:
                 m = {key: float(v) for key, v in metrics.items()}

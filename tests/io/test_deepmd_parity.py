@@ -1,5 +1,6 @@
 """Parity with DeePMD-kit 3.2.0: stored reference values (tests/reference, made by
-scripts/make_reference.py) for 38 randomised DPA-2 models x molecule / triclinic cell / water.
+scripts/make_reference.py) for the randomised DPA-2 models listed in tests/reference/README.md x
+molecule / triclinic cell / water.
 
 Every variable of those models is random (statistics, biases, type embeddings, residual
 scales), so padding slots, normalisation and each repformer option are exercised.
@@ -52,9 +53,9 @@ DEFAULT_VARIANTS = {
     "base", "strip", "no_three_body", "res_incr", "res_residual_norm", "direct_dist",
     "nonsmooth", "exclude_types", "no_concat_output_tebd", "add_tebd_to_repinit_out",
     "type_one_side", "float32", "no_g1_out_conv", "no_sqrt_nnei", "use_tebd_bias",
-    "env_protection",
+    "env_protection", "use_econf_tebd", "econf_combined", "econf_type_map",
 }  # fmt: skip
-UNSUPPORTED = {"use_econf_tebd"}  # needs the electron-configuration table; rejected clearly
+ECONF_VARIANTS = sorted(v for v in VARIANTS if v == "use_econf_tebd" or v.startswith("econf_"))
 
 
 def _evaluate_cases(
@@ -112,11 +113,7 @@ def _check_variant(variant: str, geometries: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "variant",
-    [
-        v if v in DEFAULT_VARIANTS else pytest.param(v, marks=pytest.mark.slow)
-        for v in VARIANTS
-        if v not in UNSUPPORTED
-    ],
+    [v if v in DEFAULT_VARIANTS else pytest.param(v, marks=pytest.mark.slow) for v in VARIANTS],
 )
 def test_energy_forces_virial_match_deepmd(variant):
     """Molecule (no PBC) and small triclinic cell, float64 to 1e-10."""
@@ -145,9 +142,53 @@ def test_water_with_zero_davg_matches_deepmd():
     _check_variant("base_zero_davg", ["water"])
 
 
-def test_unsupported_option_is_rejected_with_its_name():
-    with pytest.raises(ConfigError, match="use_econf_tebd"):
-        dpa2_jax.load(REFERENCE / "use_econf_tebd.dp")
+def test_econf_references_exist_and_cover_the_options():
+    """Guards the test itself: the econf models combine the options that move type embeddings."""
+    assert {"use_econf_tebd", "econf_res_incr", "econf_exclude_types", "econf_nonsmooth",
+            "econf_combined", "econf_type_map"} <= set(ECONF_VARIANTS)  # fmt: skip
+    cfg = from_deepmd(model_json(read_dp(REFERENCE / "econf_combined.dp")))[0].descriptor
+    assert cfg.use_econf_tebd and cfg.repinit.use_three_body and not cfg.smooth
+    assert cfg.repformer.update_style == "res_incr" and cfg.exclude_types
+
+
+@pytest.mark.parametrize("variant", ECONF_VARIANTS)
+def test_econf_type_embedding_roundtrips_exactly_and_is_not_stored(variant, tmp_path):
+    """DeePMD stores the flag, the type map and the (118, tebd_dim) weight, never the econf
+    vectors; our export writes back that same type_embedding entry."""
+    original = model_json(read_dp(REFERENCE / f"{variant}.dp"))
+    cfg, params = from_deepmd(original)
+    assert cfg.descriptor.type_map == cfg.type_map == tuple(original["type_map"])
+    exported = tmp_path / "export.dp"
+    write_dp(exported, {"model": to_deepmd(cfg, params)})
+    ours = model_json(read_dp(exported))["descriptor"]
+    theirs = original["descriptor"]
+    for d in (ours, theirs):
+        assert d["use_econf_tebd"] is True and d["type_embedding"]["use_econf_tebd"] is True
+        assert d["type_map"] == d["type_embedding"]["type_map"] == original["type_map"]
+    for a, b in zip(
+        jax.tree.leaves(theirs["type_embedding"]), jax.tree.leaves(ours["type_embedding"])
+    ):
+        np.testing.assert_array_equal(a, b)
+    layers = params["descriptor"]["type_embedding"]
+    assert layers[0]["w"].shape == (118, cfg.descriptor.repinit.tebd_dim)
+
+
+def test_econf_needs_element_symbols_in_the_type_map():
+    """A type map entry that is not an element is named in a ConfigError."""
+    model = model_json(read_dp(REFERENCE / "use_econf_tebd.dp"))
+    model = dict(model, type_map=["C", "H", "Xx", "O"])
+    model["descriptor"] = dict(model["descriptor"], type_map=model["type_map"])
+    with pytest.raises(ConfigError, match="'Xx'"):
+        from_deepmd(model)
+
+
+def test_econf_export_refuses_another_type_map():
+    """The econf rows follow the type map, so exporting under another one is an error."""
+    from dpa2_jax.descriptor.dpa2.deepmd import to_deepmd as descriptor_to_deepmd
+
+    cfg, params = from_deepmd(model_json(read_dp(REFERENCE / "use_econf_tebd.dp")))
+    with pytest.raises(ConfigError, match="type_map"):
+        descriptor_to_deepmd(cfg.descriptor, params["descriptor"], ["H", "C", "N", "O"])
 
 
 def test_padding_slots_matter_when_davg_is_nonzero():
@@ -156,7 +197,7 @@ def test_padding_slots_matter_when_davg_is_nonzero():
     assert np.abs(data["repinit_variable"]["@variables"]["davg"]).max() > 1e-3
 
 
-@pytest.mark.parametrize("variant", sorted(set(VARIANTS) - UNSUPPORTED))
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_convert_export_roundtrip_is_lossless(variant, tmp_path):
     """.dp -> (config, params) -> .dp reproduces DeePMD's serialized model exactly."""
     original = model_json(read_dp(REFERENCE / f"{variant}.dp"))
@@ -170,7 +211,8 @@ def test_convert_export_roundtrip_is_lossless(variant, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "variant", ["base", "strip", "res_residual_norm", "add_tebd_to_repinit_out"]
+    "variant",
+    ["base", "strip", "res_residual_norm", "add_tebd_to_repinit_out", *ECONF_VARIANTS],
 )
 def test_deepmd_evaluates_our_export_to_the_same_energy(variant, tmp_path):
     """DeePMD-kit's numpy backend loads the .dp we write and gives the reference energies."""

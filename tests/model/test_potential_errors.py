@@ -213,13 +213,13 @@ def test_load_hdf5_without_model_json(tmp_path):
 
 
 def test_load_model_with_another_descriptor(tmp_path):
-    path = tmp_path / "se_e2_a.dp"
+    path = tmp_path / "se_e3.dp"
     model = {
         "@class": "Model",
         "type": "standard",
         "@version": 2,
         "type_map": ["O", "H"],
-        "descriptor": {"type": "se_e2_a", "@version": 2, "rcut": 6.0, "sel": [46, 92]},
+        "descriptor": {"type": "se_e3", "@version": 2, "rcut": 6.0, "sel": [46, 92]},
         "fitting": {"type": "ener", "@version": 2, "neuron": [240, 240, 240]},
         "@variables": {"out_bias": np.zeros((1, 2, 1)), "out_std": np.ones((1, 2, 1))},
     }
@@ -227,7 +227,7 @@ def test_load_model_with_another_descriptor(tmp_path):
     with pytest.raises(
         ConfigError,
         match=re.escape(str(path))
-        + r": descriptor type 'se_e2_a' is not supported \(available: \['dpa2'\]\)",
+        + r": descriptor type 'se_e3' is not supported \(available: \['dpa2', 'se_a', 'se_e2_a'\]\)",
     ):
         dpa2_jax.load(path)
 

@@ -53,3 +53,11 @@ def test_bad_keys_name_the_nearest(override, message):
 def test_missing_input_file(tmp_path):
     with pytest.raises(ConfigError, match="no such input file"):
         read_input(tmp_path / "input.json")
+
+
+def test_water_medium_is_small_with_six_attention_layers():
+    small, medium = read_input(SMALL), read_input(ROOT / "configs" / "water_medium.py")
+    rf = medium.model.descriptor.repformer
+    assert rf.nlayers == 6 and rf.update_g2_has_attn
+    assert small.model.descriptor.repformer.nlayers == 3
+    assert medium.training == small.training and medium.loss == small.loss

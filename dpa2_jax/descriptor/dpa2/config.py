@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from dpa2_jax.descriptor import type_embedding
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
 
@@ -113,7 +114,12 @@ class RepformerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DescriptorConfig:
-    """The whole DPA-2 descriptor (DeePMD's ``DescrptDPA2``)."""
+    """The whole DPA-2 descriptor (DeePMD's ``DescrptDPA2``).
+
+    With ``use_econf_tebd`` the type embedding reads each element's electron configuration
+    instead of a one-hot vector, so the descriptor needs the model's ``type_map`` (element
+    symbols, one per type); without it ``type_map`` stays None.
+    """
 
     ntypes: int
     repinit: RepinitConfig
@@ -125,10 +131,18 @@ class DescriptorConfig:
     env_protection: float = 0.0
     add_tebd_to_repinit_out: bool = False
     use_tebd_bias: bool = False
+    use_econf_tebd: bool = False
+    type_map: tuple[str, ...] | None = None
 
     family: ClassVar[str] = "dpa2"
 
     def __post_init__(self):
+        if self.use_econf_tebd:
+            if self.type_map is None:
+                raise ConfigError("descriptor.use_econf_tebd=True needs the model's type_map")
+            type_embedding.inputs(self.ntypes, self.type_map)  # every entry an element
+        elif self.type_map is not None:
+            raise ConfigError("descriptor.type_map is only used with use_econf_tebd=True")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"descriptor.precision={self.precision!r}: use one of {PRECISIONS}")
         if not self.repinit.rcut > self.repformer.rcut:
@@ -171,6 +185,11 @@ class DescriptorConfig:
         return self.repformer.g1_dim + (self.repinit.tebd_dim if self.concat_output_tebd else 0)
 
     @property
+    def tebd_inputs(self):
+        """[n_type, n_in] float64 inputs of the type-embedding network (one-hot or econf)."""
+        return type_embedding.inputs(self.ntypes, self.type_map if self.use_econf_tebd else None)
+
+    @property
     def excluded_pairs(self) -> frozenset[tuple[int, int]]:
         """Both orders of every excluded (center type, neighbor type) pair."""
         return frozenset((a, b) for a, b in self.exclude_types) | frozenset(
@@ -198,6 +217,8 @@ def config_from_dict(d: dict) -> DescriptorConfig:
         raise ConfigError(f"descriptor config is missing {err}") from err
     kwargs = dataclass_kwargs(DescriptorConfig, d, "descriptor")
     kwargs["exclude_types"] = tuple(tuple(p) for p in kwargs.get("exclude_types", ()))
+    if kwargs.get("type_map") is not None:
+        kwargs["type_map"] = tuple(kwargs["type_map"])
     return DescriptorConfig(repinit=repinit, repformer=repformer, **kwargs)
 
 

@@ -39,20 +39,19 @@ def config_from_deepmd(d: dict) -> DescriptorConfig:
         raise ConfigError(
             "compressed DPA-2 models are not supported; convert the uncompressed model"
         )
-    if d.get("use_econf_tebd", False):
-        raise ConfigError("descriptor option use_econf_tebd=True is not supported")
     repformer_args = dict(d["repformer_args"])
     if d.get("@version", 1) < 3:  # older models predate these options
         repformer_args.update(use_sqrt_nnei=False, g1_out_conv=False, g1_out_mlp=False)
     top = {k: v for k, v in d.items() if not isinstance(v, dict) and not k.startswith("@")}
     top["exclude_types"] = tuple(tuple(p) for p in top.get("exclude_types", []))
     top.setdefault("use_tebd_bias", True)  # version-1 models had the bias
-    kwargs = dataclass_kwargs(
-        DescriptorConfig,
-        top,
-        "descriptor",
-        ignore=("type", "trainable", "type_map", "use_econf_tebd"),
-    )
+    # the econf inputs are not stored: they follow from the type map
+    if top.get("use_econf_tebd"):
+        top.setdefault("type_map", d.get("type_embedding", {}).get("type_map"))
+        top["type_map"] = _econf_type_map(top)
+    else:
+        top["type_map"] = None
+    kwargs = dataclass_kwargs(DescriptorConfig, top, "descriptor", ignore=("type", "trainable"))
     return DescriptorConfig(
         repinit=RepinitConfig(**dataclass_kwargs(RepinitConfig, d["repinit_args"], "repinit")),
         repformer=RepformerConfig(**dataclass_kwargs(RepformerConfig, repformer_args, "repformer")),
@@ -117,6 +116,12 @@ def _read_repformer_layer(d: dict) -> Params:
         for key in ("g1_residual", "g2_residual", "h2_residual"):
             p[key] = [np.asarray(a) for a in v.get(key, [])]
     return p
+
+
+def _econf_type_map(section: dict) -> tuple[str, ...]:
+    if not section.get("type_map"):
+        raise ConfigError("descriptor option use_econf_tebd=True needs a type_map")
+    return tuple(section["type_map"])
 
 
 # ----------------------------------------------------------------------------- writing
@@ -231,6 +236,11 @@ def to_deepmd(cfg: DescriptorConfig, params: Params, type_map) -> dict:
     """The serialized ``dpa2`` descriptor dict DeePMD-kit 3.2 deserializes."""
     prec, ri, rf = cfg.precision, cfg.repinit, cfg.repformer
     ntypes = cfg.ntypes
+    if cfg.use_econf_tebd and tuple(type_map) != cfg.type_map:
+        raise ConfigError(
+            f"type_map {list(type_map)} differs from {list(cfg.type_map)}, the one the "
+            "descriptor's electron-configuration type embedding was built for"
+        )
 
     def block(p, rcut, rcut_smth):
         v = {
@@ -264,7 +274,7 @@ def to_deepmd(cfg: DescriptorConfig, params: Params, type_map) -> dict:
         "env_protection": cfg.env_protection,
         "trainable": True,
         "add_tebd_to_repinit_out": cfg.add_tebd_to_repinit_out,
-        "use_econf_tebd": False,
+        "use_econf_tebd": cfg.use_econf_tebd,
         "use_tebd_bias": cfg.use_tebd_bias,
         "type_map": list(type_map),
         "type_embedding": {
@@ -277,7 +287,7 @@ def to_deepmd(cfg: DescriptorConfig, params: Params, type_map) -> dict:
             "activation_function": "Linear",
             "trainable": True,
             "padding": True,
-            "use_econf_tebd": False,
+            "use_econf_tebd": cfg.use_econf_tebd,
             "use_tebd_bias": cfg.use_tebd_bias,
             "type_map": list(type_map),
             "embedding": tebd_net,
@@ -324,14 +334,17 @@ def _input_options(cls, section: dict, what: str, aliases: dict | None = None) -
 
 
 def config_from_input(section: dict[str, Any], ntypes: int) -> DescriptorConfig:
-    """DescriptorConfig from the ``descriptor`` section of a DeePMD input JSON."""
-    if section.get("use_econf_tebd"):
-        raise ConfigError("descriptor option use_econf_tebd=True is not supported")
+    """DescriptorConfig from the ``descriptor`` section of a DeePMD input JSON. With
+    ``use_econf_tebd`` the section must hold the model's ``type_map`` (DeePMD-kit copies it
+    there too; ``io.deepmd_config`` does)."""
     top = {k: v for k, v in section.items() if k not in ("repinit", "repformer", "ntypes")}
     if "exclude_types" in top:
         top["exclude_types"] = tuple(tuple(p) for p in top["exclude_types"])
+    econf = bool(section.get("use_econf_tebd"))
     return DescriptorConfig(
         ntypes=ntypes,
+        use_econf_tebd=econf,
+        type_map=_econf_type_map(section) if econf else None,
         repinit=RepinitConfig(
             **_input_options(RepinitConfig, section.get("repinit", {}), "repinit", _INPUT_ALIASES)
         ),
@@ -354,5 +367,5 @@ def input_section(cfg: DescriptorConfig) -> dict[str, Any]:
         }
 
     section = {"type": "dpa2", **lists(cfg)}
-    del section["ntypes"]  # DeePMD takes it from the type map
+    del section["ntypes"], section["type_map"]  # DeePMD takes them from the model's type map
     return section

@@ -1,6 +1,6 @@
 """The DPA-2 descriptor, composed in the paper's order (DeePMD's ``DescrptDPA2.call``).
 
-T      = type embedding
+T      = type embedding (of one-hot types, or of electron configurations)
 g1     = W [repinit(R~_6A) , three_body(R~_4A)]      (W only when widths differ)
        (+ W' T_i  with add_tebd_to_repinit_out)
 g1     = repformers(g1, R~_4A)
@@ -37,7 +37,7 @@ def init(rng: Rng, cfg: DescriptorConfig) -> Params:
     ri = cfg.repinit
     params: Params = {
         "type_embedding": type_embedding.init(
-            rng, cfg.ntypes, ri.tebd_dim, cfg.use_tebd_bias, dtype
+            rng, cfg.tebd_inputs.shape[-1], ri.tebd_dim, cfg.use_tebd_bias, dtype
         ),
         "repinit": repinit.init(rng, ri, cfg.ntypes, dtype),
         "repformers": repformers.init(rng, cfg.repformer, cfg.ntypes, dtype),
@@ -89,7 +89,7 @@ def apply(
       [n_node, cfg.dim_out]
     """
     ri, rf = cfg.repinit, cfg.repformer
-    tebd = type_embedding.apply(params["type_embedding"], cfg.ntypes)  # [n_type+1, tebd_dim]
+    tebd = type_embedding.apply(params["type_embedding"], cfg.tebd_inputs)  # [n_type+1, tebd_dim]
     g1_tebd = tebd[species]  # [n_node, tebd_dim]
 
     nb = nb.restrict(ri.rcut, ri.nsel)  # also drops neighbors a stale graph still holds

@@ -1,0 +1,26 @@
+"""The se_e2_a (DeepPot-SE, Zhang et al., NeurIPS 2018) descriptor family: per-type embedding
+nets of the normalised 1/r, contracted with the environment matrix. The cheap student model
+for distillation. ``descriptor.py`` holds the formula."""
+
+from dpa2_jax.descriptor.family import DescriptorFamily
+from dpa2_jax.descriptor.se_e2_a import deepmd, descriptor
+from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig, config_from_dict, config_to_dict
+
+FAMILY = DescriptorFamily(
+    name="se_e2_a",
+    config_class=SeE2AConfig,
+    init=descriptor.init,
+    apply=descriptor.apply,
+    compactable_blocks=descriptor.compactable_blocks,
+    config_from_deepmd=deepmd.config_from_deepmd,
+    params_from_deepmd=deepmd.params_from_deepmd,
+    to_deepmd=deepmd.to_deepmd,
+    config_from_input=deepmd.config_from_input,
+    input_section=deepmd.input_section,
+    config_from_dict=config_from_dict,
+    config_to_dict=config_to_dict,
+    statistics_blocks=descriptor.statistics_blocks,
+    mixed_types=False,
+)
+
+__all__ = ["FAMILY", "SeE2AConfig"]
