@@ -1,0 +1,303 @@
+"""JAX-MD front end: the model as a JAX-MD energy function, and a neighbor list sized for it.
+
+    from jax_md import partition, quantity, simulate, space
+    from dpa2_jax.md import energy_fn, neighbor_fn
+
+    box = cell.T                                       # JAX-MD's box: columns are lattice vectors
+    displacement, shift = space.periodic_general(box)  # fractional coordinates (JAX-MD's default)
+    R = positions @ np.linalg.inv(cell)                # [N, 3] in [0, 1)
+    nbr_fn = neighbor_fn(pot, box)                     # partition.neighbor_list, cutoff = rcut
+    nbr = nbr_fn.allocate(R)
+    E = energy_fn(pot, species, box)                   # E(R, neighbor=nbr) -> eV, jittable
+    quantity.force(E)(R, neighbor=nbr)                 # [N, 3] eV/A, real space
+    quantity.stress(E, R, box, neighbor=nbr)           # [3, 3] eV/A^3 = virial / volume
+
+``E(R, neighbor=nbr, box=None, perturbation=None, params=None, **unused)`` builds the model's
+padded graph inside the trace from the neighbor list: each listed pair (i, j) becomes an edge
+from neighbor j to center i with the integer image shift of JAX-MD's minimum image,
+n = -floor(u_j - u_i + 1/2) in fractional coordinates u, so that
+r_ij = x_j - x_i + n @ cell (``graph/graph.py``). The model then keeps, per center, the ``sel``
+nearest within ``rcut`` with the host's rule (``slots_on_device=True``, ``graph/slots.py``):
+the numbers equal ``Potential.evaluate``'s. ``perturbation`` (JAX-MD's strain, applied to every
+displacement, r -> P r) makes ``quantity.stress`` work; ``box`` replaces the box given at
+construction (NPT). The forces are real-space gradients for both kinds of coordinates (JAX-MD's
+``space.transform`` convention), so ``shift_fn(R, force)`` works as with JAX-MD's own potentials.
+
+Coordinates: periodic boxes take fractional coordinates in [0, 1)^3 by default
+(``fractional_coordinates=True``, as ``space.periodic_general``) or real ones
+(``fractional_coordinates=False``, also right for ``space.periodic`` with an orthorhombic box);
+free space (``box=None``, ``space.free()``) takes real coordinates. A box is a scalar (cube),
+an [3] vector (orthorhombic) or a [3, 3] matrix whose columns are the lattice vectors (the
+transpose of DeePMD's and ASE's cell; JAX-MD's cell list wants it upper triangular).
+
+Neighbor-list formats: Dense ([N, capacity], JAX-MD's default), Sparse ([2, capacity] pairs,
+both directions) and OrderedSparse (i < j pairs once; each pair is used in both directions).
+``energy_fn`` accepts all three because the model ranks edges on the device and needs them in
+no particular order; Dense is the default and the only one ``neighbor_fn`` builds for
+fractional coordinates: with ``fractional_coordinates=True`` JAX-MD 0.2.29's Sparse lists on
+192-atom water miss about 1,400 of 4,950 pairs within the cutoff and hold as many beyond it
+(Dense and real-coordinate Sparse lists are exact), so ``neighbor_fn`` refuses that combination.
+
+Limits, checked rather than silently wrong:
+- Small cells: a JAX-MD list holds each pair once, with the minimum image, so a cell whose
+  perpendicular width is at most twice the cutoff (where an atom can see two images of a
+  neighbor, or itself) cannot be represented. ``energy_fn`` and ``neighbor_fn`` raise a
+  ``ValueError`` for such a box; a box passed inside ``jit`` (NPT) that becomes too small gives
+  a NaN energy (and NaN forces). Use ``Potential.evaluate`` / the ASE calculator there.
+- Overflow: when the list's capacity is too small, ``nbr.did_buffer_overflow`` is True and
+  neighbors are missing; the energy is then NaN (unless ``nan_on_overflow=False``). Reallocate
+  with ``nbr_fn.allocate(R)`` and repeat the steps (JAX-MD's usual loop; see the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+from jax_md import partition, space
+
+from dpa2_jax.data.frames import atom_type_indices
+from dpa2_jax.descriptor import Layout
+from dpa2_jax.model.energy import dtype_of, make_atomic_energy_fn
+from dpa2_jax.model.potential import Potential, load
+from dpa2_jax.typing import Array
+
+NeighborListFormat = partition.NeighborListFormat
+
+
+def cell_from_box(box) -> Array:
+    """DeePMD/ASE cell (rows are lattice vectors) [3, 3] from a JAX-MD box (scalar, [3], or
+    [3, 3] with columns the lattice vectors)."""
+    box = jnp.asarray(box)
+    if box.ndim == 0 or box.size == 1:
+        return jnp.eye(3, dtype=box.dtype) * box.reshape(())
+    if box.ndim == 1:
+        return jnp.diag(box)
+    return box.T
+
+
+def box_from_cell(cell) -> np.ndarray:
+    """JAX-MD box (columns are lattice vectors) from a cell whose rows are lattice vectors."""
+    return np.asarray(cell).T.copy()
+
+
+def perpendicular_widths(cell) -> Array:
+    """Distances between opposite faces of the cell [3], Angstrom (rows are lattice vectors)."""
+    return 1.0 / jnp.linalg.norm(jnp.linalg.inv(cell), axis=0)
+
+
+def _check_box(box, cutoff: float, what: str) -> None:
+    """Raises ValueError if a concrete box is at most twice ``cutoff`` wide."""
+    if box is None:
+        return
+    try:
+        box = np.asarray(box, np.float64)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return  # inside jit: energy_fn returns NaN instead
+    cell = np.eye(3) * box if box.ndim == 0 else np.diag(box) if box.ndim == 1 else box.T
+    widths = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)
+    if widths.min() <= 2.0 * cutoff:
+        raise ValueError(
+            f"{what}: the box's perpendicular widths {np.round(widths, 4).tolist()} A are not all "
+            f"larger than twice the cutoff ({2.0 * cutoff:g} A): a JAX-MD neighbor list holds one "
+            "image per pair, so atoms that see several images of a neighbor (or of themselves) "
+            "would get wrong energies. Use a supercell, or Potential.evaluate / DPA2Calculator, "
+            "which handle small cells"
+        )
+
+
+def _potential(pot: Potential | str) -> Potential:
+    return pot if isinstance(pot, Potential) else load(pot)
+
+
+def neighbor_fn(
+    pot: Potential | str,
+    box=None,
+    *,
+    fractional_coordinates: bool = True,
+    dr_threshold: float = 0.0,
+    capacity_multiplier: float = 1.25,
+    format: NeighborListFormat = NeighborListFormat.Dense,
+    **kwargs,
+) -> partition.NeighborListFns:
+    """A ``jax_md.partition.neighbor_list`` for the model: cutoff ``rcut + dr_threshold``.
+
+    Args:
+      pot: a loaded ``Potential`` (or a path for ``dpa2_jax.load``).
+      box: JAX-MD box (module docstring), or None for free space (all-pairs search: fine for
+        molecules; no cell list is needed there).
+      fractional_coordinates: positions in [0, 1)^3 (True, JAX-MD's ``periodic_general``
+        default) or in Angstrom (False). Ignored in free space.
+      dr_threshold: JAX-MD's skin, Angstrom: the list is rebuilt only when an atom has moved
+        more than half of it; the model still cuts at ``rcut`` exactly.
+      capacity_multiplier: spare capacity over the allocating configuration's neighbors.
+      format: Dense (default), Sparse or OrderedSparse (these two only with real or free-space
+        coordinates; module docstring); ``energy_fn`` accepts each.
+      **kwargs: passed to ``partition.neighbor_list`` (e.g. ``disable_cell_list``).
+
+    Raises:
+      ValueError: the box is not wider than twice ``rcut + dr_threshold`` (module docstring).
+    """
+    pot = _potential(pot)
+    cutoff = pot.rcut + dr_threshold
+    if box is None:
+        displacement, _ = space.free()
+        kwargs.setdefault("disable_cell_list", True)
+        return partition.neighbor_list(
+            displacement, 1.0, pot.rcut, dr_threshold, capacity_multiplier,
+            format=format, **kwargs,
+        )  # fmt: skip
+    _check_box(box, cutoff, "neighbor_fn")
+    if fractional_coordinates and format is not NeighborListFormat.Dense:
+        raise ValueError(
+            f"neighbor_fn: format={format.name} with fractional_coordinates=True gives wrong "
+            "pair lists in JAX-MD 0.2.29 (module docstring); use format=Dense, or real "
+            "coordinates (fractional_coordinates=False) for Sparse/OrderedSparse"
+        )
+    displacement, _ = space.periodic_general(box, fractional_coordinates=fractional_coordinates)
+    return partition.neighbor_list(
+        displacement, box, pot.rcut, dr_threshold, capacity_multiplier,
+        fractional_coordinates=fractional_coordinates, format=format, **kwargs,
+    )  # fmt: skip
+
+
+def _edges(idx: Array, fmt: NeighborListFormat, n_atoms: int) -> tuple[Array, Array]:
+    """(receivers = centers, senders = neighbors) [n_edge] from a JAX-MD list; empty entries
+    (index n_atoms) stay n_atoms."""
+    if fmt is NeighborListFormat.Dense:
+        receivers = jnp.repeat(jnp.arange(n_atoms, dtype=jnp.int32), idx.shape[1])
+        senders = idx.reshape(-1).astype(jnp.int32)
+        return jnp.where(senders < n_atoms, receivers, n_atoms), senders
+    receivers, senders = idx[0].astype(jnp.int32), idx[1].astype(jnp.int32)
+    if fmt is NeighborListFormat.OrderedSparse:  # i < j once: use both directions
+        receivers, senders = (
+            jnp.concatenate([receivers, senders]),
+            jnp.concatenate([senders, receivers]),
+        )
+    empty = (receivers >= n_atoms) | (senders >= n_atoms)
+    return jnp.where(empty, n_atoms, receivers), jnp.where(empty, n_atoms, senders)
+
+
+def energy_fn(
+    pot: Potential | str,
+    species: Sequence[int] | Sequence[str] | np.ndarray,
+    box=None,
+    head: str | None = None,
+    *,
+    fractional_coordinates: bool = True,
+    layout: Layout | None = None,
+    nan_on_overflow: bool = True,
+) -> Callable[..., Array]:
+    """The model as a JAX-MD energy function ``E(R, neighbor=None, **kwargs) -> eV``.
+
+    Args:
+      pot: a loaded ``Potential`` (or a path for ``dpa2_jax.load``).
+      species: [N] type indices into ``pot.type_map`` or element symbols (static).
+      box: JAX-MD box (module docstring) or None for free space; a ``box=`` keyword at call
+        time replaces it (``quantity.stress``, NPT).
+      head: fitting head of a multi-head model.
+      fractional_coordinates: whether periodic positions are fractional (module docstring).
+      layout: descriptor layout; the default (None) lays out every ``sel`` slot, which is
+        right for MD (a compact layout from ``Potential.layout`` is valid only while no atom
+        has more neighbors than it holds).
+      nan_on_overflow: return NaN when ``neighbor.did_buffer_overflow`` (missing neighbors).
+
+    The returned function takes R [N, 3] (fractional or Angstrom) and keywords: ``neighbor``
+    (a JAX-MD ``NeighborList`` of any format, from ``neighbor_fn``; None uses all pairs, fine
+    for small molecules), ``box``, ``perturbation`` [3, 3] (JAX-MD's strain), ``params`` (to
+    evaluate other parameters of the same model), ``fparam`` [numb_fparam] and ``aparam``
+    [N, numb_aparam] for heads that take them; other keywords are ignored, as JAX-MD's
+    energies do. It is pure and jittable; jit it, or the integrator that calls it.
+
+    Raises:
+      ValueError: the box is not wider than twice ``rcut`` (module docstring).
+    """
+    pot = _potential(pot)
+    cfg = pot.config
+    types = jnp.asarray(atom_type_indices(species, pot.type_map))
+    n_atoms = int(types.shape[0])
+    rcut = float(cfg.descriptor.rcut)
+    dtype = dtype_of(cfg)
+    _check_box(box, rcut, "energy_fn")
+    default_box = None if box is None else jnp.asarray(box, dtype)
+    atomic_energy_fn = make_atomic_energy_fn(
+        cfg, head=head, layout=Layout() if layout is None else layout, slots_on_device=True
+    )
+    default_params = pot.params
+    periodic = box is not None
+
+    def energy(
+        R,
+        neighbor=None,
+        box=None,
+        perturbation=None,
+        params=None,
+        fparam=None,
+        aparam=None,
+        **unused,
+    ):
+        if R.shape != (n_atoms, 3):
+            raise ValueError(f"R: expected shape ({n_atoms}, 3), got {R.shape}")
+        params = default_params if params is None else params
+        R = R.astype(dtype)
+        if periodic:
+            _check_box(box, rcut, "energy_fn(box=...)")
+            box = default_box if box is None else jnp.asarray(box, dtype)
+            cell = cell_from_box(box)
+            if fractional_coordinates:
+                x = space.transform(box, R)  # real positions; gradients stay in real space
+                u = R
+            else:
+                x = R
+                u = R @ jnp.linalg.inv(cell)
+        else:
+            cell = jnp.zeros((3, 3), dtype)
+            x = R
+        if neighbor is None:  # all pairs, Dense
+            idx = jnp.broadcast_to(jnp.arange(n_atoms), (n_atoms, n_atoms))
+            idx = jnp.where(jnp.eye(n_atoms, dtype=bool), n_atoms, idx)
+            fmt, overflow = NeighborListFormat.Dense, jnp.zeros((), bool)
+        else:
+            idx, fmt, overflow = neighbor.idx, neighbor.format, neighbor.did_buffer_overflow
+        receivers, senders = _edges(idx, fmt, n_atoms)
+        if periodic:  # JAX-MD's minimum image: n = -floor(u_j - u_i + 1/2)
+            u_pad = jax.lax.stop_gradient(jnp.concatenate([u, jnp.zeros((1, 3), dtype)]))
+            shifts = -jnp.floor(u_pad[senders] - u_pad[receivers] + 0.5)
+        else:
+            shifts = jnp.zeros((senders.shape[0], 3), dtype)
+        if perturbation is not None:  # r -> P r for every displacement, through x and cell
+            x = x @ jnp.asarray(perturbation, dtype).T
+            cell = cell @ jnp.asarray(perturbation, dtype).T
+        positions = jnp.concatenate([x, jnp.zeros((1, 3), dtype)])  # + one padding node
+        cells = jnp.stack([cell, jnp.zeros((3, 3), dtype)])  # + the padding graph
+        n_edge = senders.shape[0]
+        nodes = {"species": jnp.concatenate([types, jnp.zeros((1,), jnp.int32)]),
+                 "positions": positions}  # fmt: skip
+        globals_ = {"cell": cells}
+        if fparam is not None:  # [numb_fparam] for the frame; the padding graph gets zeros
+            fparam = jnp.asarray(fparam, dtype).reshape(1, -1)
+            globals_["fparam"] = jnp.concatenate([fparam, jnp.zeros_like(fparam)])
+        if aparam is not None:  # [N, numb_aparam]
+            aparam = jnp.asarray(aparam, dtype).reshape(n_atoms, -1)
+            nodes["aparam"] = jnp.concatenate([aparam, jnp.zeros_like(aparam[:1])])
+        graph = jraph.GraphsTuple(
+            nodes=nodes,
+            edges={"shifts": shifts, "slot": jnp.full((n_edge,), -1, jnp.int32)},
+            senders=senders,
+            receivers=receivers,  # empty entries: self-loops of the padding node, never kept
+            globals=globals_,
+            n_node=jnp.array([n_atoms, 1], jnp.int32),
+            n_edge=jnp.array([n_edge, 0], jnp.int32),
+        )  # fmt: skip
+        e = jnp.sum(atomic_energy_fn(params, graph, positions, cells)[:n_atoms])
+        bad = jnp.zeros((), bool)
+        if nan_on_overflow:
+            bad = bad | overflow
+        if periodic:
+            bad = bad | (jnp.min(perpendicular_widths(jax.lax.stop_gradient(cell))) <= 2 * rcut)
+        return e * jnp.where(bad, jnp.nan, 1.0).astype(e.dtype)
+
+    return energy
