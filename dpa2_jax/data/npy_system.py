@@ -6,6 +6,8 @@
   SYSTEM/set.*/coord.npy  [nframes, 3*natoms] Angstrom; box.npy [nframes, 9] Angstrom;
                           energy.npy [nframes] eV; force.npy [nframes, 3*natoms] eV/Angstrom;
                           virial.npy [nframes, 9] eV; hessian.npy [nframes, (3*natoms)**2]
+                          fparam.npy [nframes, nfp]; aparam.npy [nframes, natoms*nap]
+                          (frame and atomic parameters of fittings with numb_fparam/aparam)
 
 All `set.*` folders are read in sorted order and concatenated. float32 and float64 files
 are both read as float64. Every problem raises DataError naming the file and what was
@@ -48,6 +50,8 @@ _FILES = {
     "forces": ("force.npy", lambda n: 3 * n),
     "virials": ("virial.npy", lambda n: 9),
     "hessians": ("hessian.npy", lambda n: 9 * n * n),
+    "fparams": ("fparam.npy", lambda n: None),  # any width nfp
+    "aparams": ("aparam.npy", lambda n: None),  # natoms * nap
 }
 
 
@@ -58,6 +62,8 @@ def _final_shape(name: str, nframes: int, natoms: int) -> tuple[int, ...]:
         "energies": (nframes,),
         "forces": (nframes, natoms, 3),
         "virials": (nframes, 3, 3),
+        "fparams": (nframes, -1),
+        "aparams": (nframes, natoms, -1),
         "hessians": (nframes, 3 * natoms, 3 * natoms),
     }[name]
 
@@ -87,7 +93,7 @@ def load_npy(file: pathlib.Path) -> np.ndarray:
 
 
 def _per_frame(
-    array: np.ndarray, file: pathlib.Path, width: int, nframes: int | None, natoms: int
+    array: np.ndarray, file: pathlib.Path, width: int | None, nframes: int | None, natoms: int
 ) -> np.ndarray:
     """Reshapes a stored array to [nframes, width], checking frame count and width."""
     if array.ndim == 0:
@@ -99,6 +105,13 @@ def _per_frame(
         raise DataError(
             f"{file}: {flat.shape[0]} frames, but coord.npy in the same set has {nframes}"
         )
+    if width is None:  # fparam / aparam: the width is the model's, checked where it is used
+        if file.name == "aparam.npy" and (flat.shape[1] == 0 or flat.shape[1] % natoms):
+            raise DataError(
+                f"{file}: expected natoms * nap values per frame (natoms = {natoms} from "
+                f"type.raw), got {flat.shape[1]} (array shape {array.shape})"
+            )
+        return flat
     if flat.shape[1] != width:
         raise DataError(
             f"{file}: expected {width} values per frame (natoms = {natoms} from "
@@ -146,6 +159,12 @@ def _concatenate_sets(
             raise DataError(
                 f"{filename} is present in some sets but missing in {missing}; "
                 "every set must hold the same labels"
+            )
+        shapes = {a[name].shape[1:] for a in per_set if name in a}
+        if len(shapes) > 1:
+            raise DataError(
+                f"{filename} has different widths in the sets {[str(d) for d in set_dirs]}: "
+                f"{sorted(shapes)}"
             )
         joined[name] = np.concatenate([a[name] for a in per_set]) if all(present) else None
     return joined
@@ -310,6 +329,7 @@ def _split_compositions(
             "coords": atoms,
             "forces": atoms,
             "hessians": hessian,
+            "aparams": lambda a: a[frames][keep].reshape(len(frames), nreal, a.shape[-1]),
         }
         fields = {
             name: None if value is None else take.get(name, lambda a: a[frames])(value)

@@ -10,6 +10,8 @@ float64, in the units of ../shared/data/README.md:
   forces    [nframes, natoms, 3]            eV/Angstrom
   virials   [nframes, 3, 3]                 eV, DeePMD sign (virial = -stress * volume)
   hessians  [nframes, 3*natoms, 3*natoms]   eV/Angstrom^2
+  fparams   [nframes, nfp]                  frame parameters (fparam.npy), model inputs
+  aparams   [nframes, natoms, nap]          atomic parameters (aparam.npy), model inputs
 
 Constructing a `System` validates it (`validate_system`), so a `System` in hand is always
 well formed; readers call the array checks below earlier, per file, so that messages name
@@ -28,6 +30,7 @@ from dpa2_jax.errors import DataError
 MIN_CELL_VOLUME = 1e-6  # Angstrom^3; |det(cell)| below this counts as singular
 
 _LABELS = ("energies", "forces", "virials", "hessians")
+_PARAMS = ("fparams", "aparams")  # model inputs of fittings with numb_fparam / numb_aparam
 
 
 def check_finite(array: np.ndarray, where: str) -> None:
@@ -125,6 +128,18 @@ def validate_system(system: System) -> None:
         if value is not None:
             _expect_shape(value, shapes[name], f"{where}: {name}")
             check_finite(value, f"{where}: {name}")
+    for name, lead, form in (
+        ("fparams", (nframes,), "[nframes, nfp]"),
+        ("aparams", (nframes, natoms), "[nframes, natoms, nap]"),
+    ):
+        value = getattr(system, name)
+        if value is not None:
+            if value.ndim != len(lead) + 1 or value.shape[:-1] != lead:
+                raise DataError(
+                    f"{where}: {name}: expected shape {form} = [{', '.join(map(str, lead))}, "
+                    f"n], got {value.shape}"
+                )
+            check_finite(value, f"{where}: {name}")
 
 
 def _as_float(value: np.ndarray | None) -> np.ndarray | None:
@@ -156,6 +171,8 @@ class System:
     forces: np.ndarray | None = None
     virials: np.ndarray | None = None
     hessians: np.ndarray | None = None
+    fparams: np.ndarray | None = None
+    aparams: np.ndarray | None = None
 
     def __post_init__(self):
         # Normalise dtypes once here so every consumer can rely on int32 / float64.
@@ -167,7 +184,7 @@ class System:
             raise DataError(f"{self.path}: atom_types must be integers, got dtype {types.dtype}")
         set_("atom_types", types.astype(np.int32, copy=False))
         try:
-            for name in ("coords", "cells", *_LABELS):
+            for name in ("coords", "cells", *_LABELS, *_PARAMS):
                 set_(name, _as_float(getattr(self, name)))
         except (TypeError, ValueError) as err:
             raise DataError(f"{self.path}: non-numeric array: {err}") from err
@@ -226,5 +243,5 @@ def select_frames(system: System, idx: int | slice | Sequence[int] | np.ndarray)
         system,
         coords=take(system.coords),
         cells=take(system.cells),
-        **{name: take(getattr(system, name)) for name in _LABELS},
+        **{name: take(getattr(system, name)) for name in (*_LABELS, *_PARAMS)},
     )

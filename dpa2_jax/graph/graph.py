@@ -23,6 +23,10 @@ Fields (n_graph frames, n_node atoms and n_edge edges summed over the batch, pad
                                                    zeros for a non-periodic frame
     globals["energy"]    [n_graph]          float  energy label, eV (0 if absent)
     globals["virial"]    [n_graph, 3, 3]    float  virial label, eV (zeros if absent)
+    nodes["aparam"]      [n_node, nap]      float  atomic parameters; only present when given
+                                                   (models with numb_aparam)
+    globals["fparam"]    [n_graph, nfp]     float  frame parameters; only present when given
+                                                   (models with numb_fparam)
     globals["has_energy"], globals["has_forces"], globals["has_virial"]
                          [n_graph]          float  1.0 where the label is present, else 0.0
     n_node, n_edge       [n_graph]          int32  atoms and edges per graph
@@ -58,6 +62,8 @@ def frame_to_graph(
     forces: np.ndarray | None = None,
     virial: np.ndarray | None = None,
     dtype: Any = np.float64,
+    fparam: np.ndarray | None = None,
+    aparam: np.ndarray | None = None,
 ) -> jraph.GraphsTuple:
     """Builds the one-graph `GraphsTuple` of a frame (fields in the module docstring).
 
@@ -71,6 +77,8 @@ def frame_to_graph(
         forces: [n_node, 3] force label, eV/Angstrom, or None.
         virial: [3, 3] (or [9]) virial label, eV, or None.
         dtype: float dtype of the float fields; the neighbor search itself runs in float64.
+        fparam: [nfp] frame parameters, or None (no `globals["fparam"]` field).
+        aparam: [n_node, nap] atomic parameters, or None (no `nodes["aparam"]` field).
 
     Returns:
         A `GraphsTuple` of numpy arrays with n_graph = 1.
@@ -104,6 +112,13 @@ def frame_to_graph(
         "has_forces": np.array([forces is not None], dtype=dtype),
         "has_virial": np.array([virial is not None], dtype=dtype),
     }
+    if fparam is not None:
+        globals_["fparam"] = np.asarray(fparam, dtype=dtype).reshape(1, -1)
+    if aparam is not None:
+        aparam = np.asarray(aparam, dtype=dtype)
+        if aparam.ndim != 2 or aparam.shape[0] != n_node:
+            raise DataError(f"aparam: expected shape [{n_node}, nap], got {list(aparam.shape)}")
+        nodes["aparam"] = aparam
     return jraph.GraphsTuple(
         nodes=nodes,
         edges=edges,

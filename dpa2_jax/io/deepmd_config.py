@@ -17,7 +17,9 @@ from dpa2_jax.io.deepmd_layers import dataclass_kwargs
 from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig
 
 # fitting_net options DeePMD accepts that change nothing numerically here.
-_FITTING_IGNORED = {"type", "seed", "trainable", "_comment", "rcond", "atom_ener"}
+_FITTING_IGNORED = {
+    "type", "seed", "trainable", "_comment", "rcond", "atom_ener", "use_aparam_as_mask",
+}  # fmt: skip
 
 
 def model_config(model: dict[str, Any], head: str = DEFAULT_HEAD) -> ModelConfig:
@@ -32,12 +34,12 @@ def model_config(model: dict[str, Any], head: str = DEFAULT_HEAD) -> ModelConfig
         raise ConfigError(
             f"fitting_net type {fitting.get('type')!r} is not supported (only 'ener')"
         )
-    for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
-        if fitting.get(key):
-            raise ConfigError(f"fitting_net option {key}={fitting[key]} is not supported yet")
-    for key in ("pair_exclude_types",):
-        if model.get(key):
-            raise ConfigError(f"model option {key} is not supported")
+    if fitting.get("dim_case_embd"):
+        raise ConfigError(
+            f"fitting_net option dim_case_embd={fitting['dim_case_embd']} is not supported yet"
+        )
+    if fitting.get("use_aparam_as_mask"):
+        raise ConfigError("fitting_net option use_aparam_as_mask=True is not supported")
     desc_family = family(desc.get("type"))
     if desc.get("use_econf_tebd"):  # DeePMD-kit hands the descriptor the model's type map
         desc["type_map"] = list(type_map)
@@ -49,11 +51,14 @@ def model_config(model: dict[str, Any], head: str = DEFAULT_HEAD) -> ModelConfig
     )
     fit.setdefault("precision", descriptor.precision)
     fit["mixed_types"] = desc_family.mixed_types  # DeePMD sets it from the descriptor
+    if model.get("atom_exclude_types"):  # DeePMD's DPAtomicModel hands them to the fitting
+        fit["exclude_types"] = tuple(model["atom_exclude_types"])
     return ModelConfig(
         type_map=type_map,
         descriptor=descriptor,
         heads=((head, FittingConfig(**fit)),),
         atom_exclude_types=tuple(model.get("atom_exclude_types", ())),
+        pair_exclude_types=tuple(tuple(p) for p in model.get("pair_exclude_types", ())),
     )
 
 
@@ -63,6 +68,7 @@ def model_section(cfg: ModelConfig, head: str | None = None) -> dict[str, Any]:
         k: list(v) if isinstance(v, tuple) else v
         for k, v in dataclasses.asdict(cfg.fitting(cfg.resolve_head(head))).items()
         if k != "mixed_types"  # not an input option: DeePMD derives it from the descriptor
+        and not (k in ("numb_fparam", "numb_aparam", "default_fparam") and not v)
     }
     section = {
         "type_map": list(cfg.type_map),
@@ -71,4 +77,6 @@ def model_section(cfg: ModelConfig, head: str | None = None) -> dict[str, Any]:
     }
     if cfg.atom_exclude_types:
         section["atom_exclude_types"] = list(cfg.atom_exclude_types)
+    if cfg.pair_exclude_types:
+        section["pair_exclude_types"] = [list(p) for p in cfg.pair_exclude_types]
     return section

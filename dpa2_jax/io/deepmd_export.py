@@ -33,8 +33,10 @@ def to_deepmd(cfg: ModelConfig, params: Params, head: str | None = None) -> dict
     fitting = {
         "@class": "Fitting", "@version": 4, "type": "ener", "var_name": "energy",
         "ntypes": ntypes, "dim_descrpt": cfg.descriptor.dim_out, "neuron": list(fit.neuron),
-        "resnet_dt": fit.resnet_dt, "numb_fparam": 0, "numb_aparam": 0, "dim_case_embd": 0,
-        "default_fparam": None, "rcond": None,
+        "resnet_dt": fit.resnet_dt, "numb_fparam": fit.numb_fparam,
+        "numb_aparam": fit.numb_aparam, "dim_case_embd": 0,
+        "default_fparam": None if fit.default_fparam is None else list(fit.default_fparam),
+        "rcond": None,
         "activation_function": fit.activation_function, "precision": prec,
         "mixed_types": fit.mixed_types, "exclude_types": list(fit.exclude_types),
         "type_map": list(cfg.type_map), "tot_ener_zero": False,
@@ -43,8 +45,8 @@ def to_deepmd(cfg: ModelConfig, params: Params, head: str | None = None) -> dict
         "nets": collection,
         "@variables": {
             "bias_atom_e": np.asarray(hp["fitting"]["bias_atom_e"]), "case_embd": None,
-            "fparam_avg": None, "fparam_inv_std": None,
-            "aparam_avg": None, "aparam_inv_std": None,
+            **{key: np.asarray(hp["fitting"][key]) if key in hp["fitting"] else None
+               for key in ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std")},
         },
     }  # fmt: skip
     out_bias = np.asarray(hp["out_bias"]).reshape(1, ntypes, 1)
@@ -54,7 +56,7 @@ def to_deepmd(cfg: ModelConfig, params: Params, head: str | None = None) -> dict
         "@version": 2,
         "type_map": list(cfg.type_map),
         "atom_exclude_types": list(cfg.atom_exclude_types),
-        "pair_exclude_types": [],
+        "pair_exclude_types": [list(p) for p in cfg.pair_exclude_types],
         "rcond": None,
         "preset_out_bias": None,
         "descriptor": family_of(cfg.descriptor).to_deepmd(

@@ -28,10 +28,9 @@ def fitting_config(d: dict) -> FittingConfig:
     if d.get("type") != "ener":
         raise ConfigError(f"fitting type {d.get('type')!r} is not supported (only 'ener')")
     check_version(d, "fitting ener", SUPPORTED_VERSIONS["ener"])
-    for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
-        if d.get(key, 0):
-            raise ConfigError(f"fitting option {key}={d[key]} is not supported yet")
-    for key in ("atom_ener", "spin", "layer_name"):
+    if d.get("dim_case_embd", 0):
+        raise ConfigError(f"fitting option dim_case_embd={d['dim_case_embd']} is not supported yet")
+    for key in ("atom_ener", "spin", "layer_name", "use_aparam_as_mask"):
         if d.get(key):
             raise ConfigError(f"fitting option {key}={d[key]} is not supported")
     return FittingConfig(
@@ -41,7 +40,25 @@ def fitting_config(d: dict) -> FittingConfig:
         precision=d["precision"],
         exclude_types=tuple(d.get("exclude_types", [])),
         mixed_types=d.get("mixed_types", True),
+        numb_fparam=d.get("numb_fparam", 0),
+        numb_aparam=d.get("numb_aparam", 0),
+        default_fparam=d.get("default_fparam"),
     )
+
+
+def fitting_statistics(d: dict, cfg: FittingConfig) -> Params:
+    """The fparam/aparam normalisation of a serialized fitting: {name: [n]} per present block."""
+    stats = {}
+    for name, n in (("fparam", cfg.numb_fparam), ("aparam", cfg.numb_aparam)):
+        for suffix in ("avg", "inv_std"):
+            key = f"{name}_{suffix}"
+            if n:
+                value = np.asarray(d["@variables"][key])
+                if value.shape != (n,):
+                    raise ConfigError(f"fitting @variables {key}: expected shape [{n}], "
+                                      f"got {list(value.shape)}")  # fmt: skip
+                stats[key] = value
+    return stats
 
 
 def fitting_nets(d: dict, cfg: FittingConfig) -> Params:
@@ -62,10 +79,6 @@ def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Par
             "(only standard energy models)"
         )
     check_version(model, "model", SUPPORTED_VERSIONS["Model"])
-    if model.get("pair_exclude_types"):
-        raise ConfigError(
-            f"model option pair_exclude_types={model['pair_exclude_types']} is not supported"
-        )
     desc = model["descriptor"]
     family = descriptor_family(desc.get("type"))
     desc_cfg = family.config_from_deepmd(desc)
@@ -80,6 +93,7 @@ def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Par
         descriptor=desc_cfg,
         heads=((head, fit_cfg),),
         atom_exclude_types=tuple(model.get("atom_exclude_types", [])),
+        pair_exclude_types=tuple(tuple(p) for p in model.get("pair_exclude_types", [])),
     )
     fitting = model["fitting"]
     out_bias = np.asarray(model["@variables"]["out_bias"])  # [1, n_type, 1]
@@ -90,6 +104,7 @@ def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Par
                 "fitting": {
                     **fitting_nets(fitting, fit_cfg),
                     "bias_atom_e": np.asarray(fitting["@variables"]["bias_atom_e"]),
+                    **fitting_statistics(fitting, fit_cfg),
                 },
                 "out_bias": out_bias.reshape(out_bias.shape[-2]),
             }

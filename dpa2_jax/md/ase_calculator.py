@@ -32,15 +32,26 @@ class DPA2Calculator(Calculator):
     Args:
       model: a `.dp` file, a dpa2_jax model directory, or a loaded `Potential`.
       head: the head of a multi-head model (may be omitted for single-head models).
+      fparam: frame parameters [numb_fparam], for models with numb_fparam.
+      aparam: atomic parameters [natoms, numb_aparam], for models with numb_aparam.
       **kwargs: passed to `ase.calculators.calculator.Calculator` (label, atoms, directory).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
-    def __init__(self, model: str | os.PathLike | Potential, head: str | None = None, **kwargs):
+    def __init__(
+        self,
+        model: str | os.PathLike | Potential,
+        head: str | None = None,
+        fparam: np.ndarray | None = None,
+        aparam: np.ndarray | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.potential = model if isinstance(model, Potential) else load(model)
         self.head = self.potential.config.resolve_head(head)
+        self.fparam = None if fparam is None else np.asarray(fparam, dtype=np.float64)
+        self.aparam = None if aparam is None else np.asarray(aparam, dtype=np.float64)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -65,7 +76,11 @@ class DPA2Calculator(Calculator):
                 f"map is {list(self.potential.type_map)}"
             )
         cell = atoms.cell.array if periodic else None
-        out = self.potential.evaluate(atoms.positions[None], cell, symbols, head=self.head)
+        out = self.potential.evaluate(
+            atoms.positions[None], cell, symbols, head=self.head,
+            fparam=None if self.fparam is None else self.fparam[None],
+            aparam=None if self.aparam is None else self.aparam[None],
+        )  # fmt: skip
         energy = float(out["energy"][0])
         self.results = {
             "energy": energy,  # eV

@@ -21,14 +21,22 @@ class ModelConfig:
         ``dpa2_jax.descriptor`` (its ``family`` attribute names it).
       heads: ordered (name, fitting options) pairs; a single-task model has one head.
       atom_exclude_types: types whose atomic energy is zero (DeePMD's model-level option).
+      pair_exclude_types: (t_i, t_j) type pairs removed from the neighbor list before the
+        descriptor, both orders (DeePMD's model-level option; the sorted slots keep their
+        places, as DeePMD's list keeps -1 holes).
     """
 
     type_map: tuple[str, ...]
     descriptor: Any
     heads: tuple[tuple[str, FittingConfig], ...] = ((DEFAULT_HEAD, FittingConfig()),)
     atom_exclude_types: tuple[int, ...] = ()
+    pair_exclude_types: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self):
+        pairs = tuple(tuple(int(t) for t in p) for p in self.pair_exclude_types)
+        if any(len(p) != 2 for p in pairs):
+            raise ConfigError(f"pair_exclude_types={list(pairs)}: expected pairs of type indices")
+        object.__setattr__(self, "pair_exclude_types", pairs)
         if len(self.type_map) != self.descriptor.ntypes:
             raise ConfigError(
                 f"type_map has {len(self.type_map)} elements but the descriptor has "
@@ -78,7 +86,9 @@ def config_to_dict(cfg: ModelConfig) -> dict:
         },
         "heads": [[name, dataclasses.asdict(fit)] for name, fit in cfg.heads],
         "atom_exclude_types": list(cfg.atom_exclude_types),
-    }
+        **({"pair_exclude_types": [list(p) for p in cfg.pair_exclude_types]}
+           if cfg.pair_exclude_types else {}),
+    }  # fmt: skip
 
 
 def config_from_dict(d: dict) -> ModelConfig:
@@ -98,6 +108,7 @@ def config_from_dict(d: dict) -> ModelConfig:
             descriptor=descriptor,
             heads=heads,
             atom_exclude_types=tuple(d.get("atom_exclude_types", ())),
+            pair_exclude_types=tuple(tuple(p) for p in d.get("pair_exclude_types", ())),
         )
     except KeyError as err:
         raise ConfigError(f"model config is missing {err}") from err

@@ -7,6 +7,16 @@ and one ``jax.grad`` of the total energy gives
     virial  W_g  = -(dE/d eps_g)^T = sum_i F_i (x) r_i  [n_graph, 3, 3] eV   (DeePMD's sign)
     stress  s_g  = -W_g / V_g                          [n_graph, 3, 3] eV/Angstrom^3 (ASE's sign)
 
+The per-atom virial (DeePMD-kit's ``atom_virial``, ``atomic_virial=True``) splits W over the
+atoms: with g_ij = dE/dr_ij per edge, c_i the center's position wrapped into the cell (DeePMD's
+``normalize_coord``) and image positions c_i + r_ij,
+
+    W_i = sum_{edges (l, j=i)} -g_lj (x) (c_l + r_lj) + sum_{edges (i, k)} g_ik (x) c_i
+          + sum_y [ sum_{edges (l, j=i)} h^y_lj - sum_{edges (i, k)} h^y_ik ] (x) e_y,
+
+where h^y = d(sum_l E_l c_l,y)/dr (DeePMD's coordinate-weighted correction, which sums to zero
+over the atoms). Then sum_i W_i = W.
+
 Edge vectors are built inside the differentiated function, so periodic images carry the strain
 through the cell. The energy is differentiable twice (Hessians, force-matching losses).
 """
@@ -21,7 +31,12 @@ import jraph
 
 from dpa2_jax.descriptor import Layout
 from dpa2_jax.model.config import ModelConfig
-from dpa2_jax.model.energy import dtype_of, graph_energies, make_atomic_energy_fn
+from dpa2_jax.model.energy import (
+    dtype_of,
+    graph_energies,
+    make_atomic_energy_core,
+    make_atomic_energy_fn,
+)
 from dpa2_jax.typing import Array, Params
 
 
@@ -43,6 +58,7 @@ def make_forces_fn(
     head: str | None = None,
     layout: Layout = Layout(),
     slots_on_device: bool = False,
+    atomic_virial: bool = False,
 ) -> Callable[[Params, jraph.GraphsTuple], dict[str, Array]]:
     """``forces_fn(params, graph)``: energy, forces, virial and stress of a padded batch.
 
@@ -53,6 +69,9 @@ def make_forces_fn(
       virial  [n_graph, 3, 3]  eV, DeePMD's sign
       stress  [n_graph, 3, 3]  eV/Angstrom^3, ASE's sign (zero for non-periodic graphs)
       atom_energy [n_node]     eV
+      atom_virial [n_node, 3, 3]  eV, DeePMD's ``atom_virial`` (only with atomic_virial=True;
+                                  four more backward passes)
+    Frame and atomic parameters are read from the graph (``energy.fitting_parameters``).
     Padding nodes and the padding graph carry meaningless values; mask them with jraph's
     padding masks.
     """
@@ -86,4 +105,60 @@ def make_forces_fn(
             "atom_energy": atomic,
         }
 
-    return forces_fn
+    if not atomic_virial:
+        return forces_fn
+    core = make_atomic_energy_core(cfg, head, layout, slots_on_device)
+
+    def forces_and_atomic_virial_fn(params: Params, graph: jraph.GraphsTuple) -> dict[str, Array]:
+        out = forces_fn(params, graph)
+        out["atom_virial"] = atom_virial(core, params, graph, cfg.descriptor.sel, dtype)
+        return out
+
+    return forces_and_atomic_virial_fn
+
+
+def wrapped_positions(graph: jraph.GraphsTuple, dtype) -> Array:
+    """Positions [n_node, 3] wrapped into their cells as DeePMD's ``normalize_coord`` does
+    (unchanged for a non-periodic graph, whose cell is zero)."""
+    positions = graph.nodes["positions"].astype(dtype)
+    cells = graph.globals["cell"].astype(dtype)
+    n_graph = cells.shape[0]
+    node_graph = jnp.repeat(
+        jnp.arange(n_graph), graph.n_node, total_repeat_length=positions.shape[0]
+    )
+    periodic = jnp.abs(jnp.linalg.det(cells)) > 0  # [n_graph]
+    safe = jnp.where(periodic[:, None, None], cells, jnp.eye(3, dtype=dtype))
+    cell = safe[node_graph]  # [n_node, 3, 3]
+    frac = jnp.einsum("ni,nij->nj", positions, jnp.linalg.inv(safe)[node_graph]) % 1.0
+    wrapped = jnp.einsum("ni,nij->nj", frac, cell)
+    return jnp.where(periodic[node_graph][:, None], wrapped, positions)
+
+
+def atom_virial(core: Callable, params: Params, graph: jraph.GraphsTuple, sel: int, dtype) -> Array:
+    """DeePMD-kit's per-atom virial [n_node, 3, 3] eV (formula in the module docstring).
+
+    core: ``energy.make_atomic_energy_core``'s function; sel: its number of slots.
+    """
+    positions = graph.nodes["positions"].astype(dtype)
+    cells = graph.globals["cell"].astype(dtype)
+    n_node = positions.shape[0]
+
+    def atomic_of(delta):
+        return core(params, graph, positions, cells, delta)
+
+    delta0 = jnp.zeros((n_node, sel, 3), dtype)
+    _, pullback, nb = jax.vjp(atomic_of, delta0, has_aux=True)
+    c = wrapped_positions(graph, dtype)  # [n_node, 3]
+    cotangents = jnp.concatenate([jnp.ones((1, n_node), dtype), c.T], axis=0)  # [4, n_node]
+    grads = jax.vmap(lambda ct: pullback(ct)[0])(cotangents)  # [4, n_node, sel, 3]
+    mask = nb.mask[..., None]
+    g = jnp.where(mask, grads[0], 0.0)  # dE/dr_ij
+    h = jnp.where(mask[None], grads[1:], 0.0)  # [3(y), n_node, sel, 3(x)]
+    image = c[:, None, :] + nb.diff  # [n_node, sel, 3] neighbor image positions
+    neighbor = jnp.where(nb.mask, nb.index, n_node).reshape(-1)  # drop empty slots
+    on_neighbors = -jnp.einsum("nsx,nsy->nsxy", g, image).reshape(-1, 3, 3)
+    on_neighbors = on_neighbors + jnp.einsum("ynsx->nsxy", h).reshape(-1, 3, 3)
+    on_centers = jnp.einsum("nsx,ny->nxy", g, c) - jnp.einsum("ynsx->nxy", h)
+    return (
+        on_centers + jax.ops.segment_sum(on_neighbors, neighbor, num_segments=n_node + 1)[:n_node]
+    )

@@ -1,7 +1,12 @@
 """The model as pure functions: parameters, then graph -> atomic energies -> energy per graph.
 
-    E_i = fitting_head(D_i) + out_bias_head[t_i]     (zero for atom_exclude_types)
+    E_i = fitting_head(D_i, fparam_g, aparam_i) + out_bias_head[t_i]  (0 for atom_exclude_types)
     E_g = sum over the real atoms i of graph g
+
+Frame parameters come from ``graph.globals["fparam"]`` [n_graph, numb_fparam] and atomic
+parameters from ``graph.nodes["aparam"]`` [n_node, numb_aparam] when the head has them.
+Model-level ``pair_exclude_types`` drop those edges (their slots stay empty) before the
+descriptor.
 
 ``make_energy_fn(cfg, head)`` returns ``energy_fn(params, graph, positions, cells)``, the one
 function evaluation, training and MD share (forces and virials: ``derivatives.py``). It is not
@@ -12,6 +17,7 @@ own programs (a training step, a JAX-MD integrator). The descriptor is found thr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -21,7 +27,9 @@ import numpy as np
 
 from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.descriptor.env_mat import dense_neighborhood
+from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting import energy as energy_fitting
+from dpa2_jax.fitting.energy import FittingConfig
 from dpa2_jax.graph.slots import select_slots
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.typing import Array, Params, PRNGKey
@@ -74,28 +82,108 @@ def make_atomic_energy_fn(
     [n_node, 3] and ``cells`` [n_graph, 3, 3] (Angstrom) are explicit so they can be strained
     or differentiated. Padding nodes get meaningless values (mask them).
     """
+    core = make_atomic_energy_core(cfg, head, layout, slots_on_device)
+
+    def atomic_energy_fn(params, graph, positions, cells):
+        return core(params, graph, positions, cells)[0]
+
+    return atomic_energy_fn
+
+
+def make_atomic_energy_core(
+    cfg: ModelConfig,
+    head: str | None = None,
+    layout: Layout = Layout(),
+    slots_on_device: bool = False,
+) -> Callable:
+    """``core(params, graph, positions, cells, delta=None) -> (atomic [n_node], Neighborhood)``.
+
+    As ``make_atomic_energy_fn``, also returning the neighborhood the descriptor saw;
+    ``delta`` [n_node, sel, 3] (Angstrom) is added to the filled edge vectors, so the gradient
+    with respect to it is dE/dr_ij per edge (``derivatives.atom_virial``).
+    """
     head = cfg.resolve_head(head)
     fitting_cfg = cfg.fitting(head)
     desc_cfg = cfg.descriptor
     family = family_of(desc_cfg)
     dtype = dtype_of(cfg)
 
-    def atomic_energy_fn(params, graph, positions, cells):
+    def core(params, graph, positions, cells, delta=None):
         species = graph.nodes["species"].astype(jnp.int32)
         positions, cells = positions.astype(dtype), cells.astype(dtype)
         slot = None
         if slots_on_device:
             slot = select_slots(graph, positions, cells, desc_cfg.rcut, desc_cfg.sel)
+        if cfg.pair_exclude_types:
+            slot = exclude_pairs(graph, species, cfg.pair_exclude_types, slot)
         nb = dense_neighborhood(graph, positions, cells, desc_cfg.sel, slot)
+        if delta is not None:
+            nb = dataclasses.replace(nb, diff=nb.diff + jnp.where(nb.mask[..., None], delta, 0.0))
         descriptor = family.apply(params["descriptor"], desc_cfg, species, nb, layout)
         head_params = params["heads"][head]
-        e = energy_fitting.apply(head_params["fitting"], fitting_cfg, descriptor, species)
+        fparam, aparam = fitting_parameters(fitting_cfg, graph, dtype)
+        e = energy_fitting.apply(
+            head_params["fitting"], fitting_cfg, descriptor, species, fparam, aparam
+        )
         e = e + head_params["out_bias"][species]
         for t in cfg.atom_exclude_types:
             e = jnp.where(species == t, 0.0, e)
-        return e
+        return e, nb
 
-    return atomic_energy_fn
+    return core
+
+
+def exclude_pairs(
+    graph: jraph.GraphsTuple,
+    species: Array,
+    pairs: tuple[tuple[int, int], ...],
+    slot: Array | None = None,
+) -> Array:
+    """Edge slots [n_edge] with the edges of excluded (center, neighbor) type pairs set to -1.
+
+    Both orders of each pair are excluded (DeePMD's ``PairExcludeMask``); the other edges keep
+    their slots, as DeePMD's neighbor list keeps the holes (-1) in place.
+    """
+    slot = graph.edges["slot"] if slot is None else slot
+    ti, tj = species[graph.receivers], species[graph.senders]
+    excluded = jnp.zeros(slot.shape, bool)
+    for a, b in pairs:
+        excluded |= ((ti == a) & (tj == b)) | ((ti == b) & (tj == a))
+    return jnp.where(excluded, -1, slot)
+
+
+def fitting_parameters(
+    fit: FittingConfig, graph: jraph.GraphsTuple, dtype
+) -> tuple[Array | None, Array | None]:
+    """Per-node frame parameters [n_node, numb_fparam] and atomic parameters [n_node,
+    numb_aparam] from the graph (None where the head has none); checks their presence and shape.
+    """
+    fparam = aparam = None
+    n_node = graph.nodes["species"].shape[0]
+    n_graph = graph.n_node.shape[0]
+    if fit.numb_fparam:
+        fp = graph.globals.get("fparam") if isinstance(graph.globals, dict) else None
+        if fp is None and fit.default_fparam is not None:
+            fp = jnp.broadcast_to(
+                jnp.asarray(fit.default_fparam, dtype), (n_graph, fit.numb_fparam)
+            )
+        _check_parameter("fparam", 'graph.globals["fparam"]', fp, (n_graph, fit.numb_fparam))
+        node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node)
+        fparam = fp.astype(dtype)[node_graph]
+    if fit.numb_aparam:
+        ap = graph.nodes.get("aparam") if isinstance(graph.nodes, dict) else None
+        _check_parameter("aparam", 'graph.nodes["aparam"]', ap, (n_node, fit.numb_aparam))
+        aparam = ap.astype(dtype)
+    return fparam, aparam
+
+
+def _check_parameter(name: str, where: str, value, shape: tuple[int, int]) -> None:
+    if value is None:
+        raise ConfigError(f"this model needs {name} (shape {list(shape)}) in {where}; none given")
+    if tuple(value.shape) != shape:
+        raise ConfigError(
+            f"{where}: expected {name} of shape {list(shape)}, got {list(value.shape)}"
+        )
 
 
 def make_energy_fn(

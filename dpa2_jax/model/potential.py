@@ -90,6 +90,9 @@ class Potential:
         cell: np.ndarray | None,
         atom_types: Sequence[int] | Sequence[str] | np.ndarray,
         head: str | None = None,
+        fparam: np.ndarray | None = None,
+        aparam: np.ndarray | None = None,
+        atomic_virial: bool = False,
     ) -> dict[str, np.ndarray]:
         """Energies, forces and virials of frames sharing one list of atoms.
 
@@ -99,20 +102,31 @@ class Potential:
             vectors, or None for non-periodic frames.
           atom_types: [natoms] indices into ``type_map``, or element symbols.
           head: fitting head; may be omitted for single-head models.
+          fparam: frame parameters [nframes, numb_fparam] (or [numb_fparam], the same for every
+            frame), for models with numb_fparam (optional if the model has default_fparam).
+          aparam: atomic parameters [nframes, natoms, numb_aparam] (or [natoms, numb_aparam]),
+            for models with numb_aparam.
+          atomic_virial: also return atom_virial (DeePMD-kit's, about 4 times the cost).
 
         Returns:
           dict of numpy arrays: energy [nframes] eV, forces [nframes, natoms, 3] eV/A,
           virial [nframes, 3, 3] eV (DeePMD's sign), stress [nframes, 3, 3] eV/A^3 (ASE's sign;
-          zero without a cell), atom_energy [nframes, natoms] eV.
+          zero without a cell), atom_energy [nframes, natoms] eV, and with atomic_virial
+          atom_virial [nframes, natoms, 3, 3] eV (sums over the atoms to virial).
         """
         head = self.config.resolve_head(head)
         types = atom_type_indices(atom_types, self.type_map)
         coord = check_coords(coord, len(types))
         cells = check_cells(cell, coord.shape[0])
         desc = self.config.descriptor
+        fparam, aparam = check_parameters(
+            self.config.fitting(head), fparam, aparam, coord.shape[0], len(types)
+        )
         graphs = [
             frame_to_graph(coord[k], types, None if cells is None else cells[k], desc.rcut,
-                           desc.sel, dtype=self.dtype)
+                           desc.sel, dtype=self.dtype,
+                           fparam=None if fparam is None else fparam[k],
+                           aparam=None if aparam is None else aparam[k])
             for k in range(coord.shape[0])
         ]  # fmt: skip
         groups, shape = plan_batches(
@@ -120,7 +134,7 @@ class Potential:
         )
         batches = [batch_graphs(graphs[g]) for g in groups]
         layout = self.layout(batches)
-        forces_fn = compiled_forces_fn(self.config, head, layout)
+        forces_fn = compiled_forces_fn(self.config, head, layout, atomic_virial=atomic_virial)
         results = []
         for batch in batches:
             n = len(batch.n_node)
@@ -136,7 +150,44 @@ class Potential:
                     "atom_energy": np.asarray(out["atom_energy"])[mask].reshape(n, -1),
                 }
             )
+            if atomic_virial:
+                atom_virial = np.asarray(out["atom_virial"])[mask].reshape(n, -1, 3, 3)
+                results[-1]["atom_virial"] = atom_virial
         return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+
+
+def check_parameters(
+    fit, fparam, aparam, nframes: int, natoms: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """fparam [nframes, nfp] and aparam [nframes, natoms, nap] as the head needs them.
+
+    A [nfp] fparam (or [natoms, nap] aparam) is the same for every frame. Raises ConfigError
+    naming the field and the expected shape when one is missing, unexpected or mis-shaped.
+    """
+    out = []
+    for name, value, n, shape, default in (
+        ("fparam", fparam, fit.numb_fparam, (nframes, fit.numb_fparam), fit.default_fparam),
+        ("aparam", aparam, fit.numb_aparam, (nframes, natoms, fit.numb_aparam), None),
+    ):
+        if value is None:
+            if n and default is None:
+                raise ConfigError(
+                    f"this model needs {name} of shape {list(shape)} (numb_{name}={n}); none given"
+                )
+            out.append(None)
+            continue
+        if not n:
+            raise ConfigError(f"{name} given, but this model has numb_{name}=0")
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape == shape[1:]:
+            value = np.broadcast_to(value, shape)
+        if value.shape != shape:
+            raise ConfigError(
+                f"{name}: expected shape {list(shape)} (or {list(shape[1:])}), "
+                f"got {list(value.shape)}"
+            )
+        out.append(value)
+    return out[0], out[1]
 
 
 def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
