@@ -10,7 +10,7 @@ import sys
 from tqdm import tqdm
 
 from dpa2_jax.data import select_frames
-from dpa2_jax.data.dataset import read_systems
+from dpa2_jax.data.dataset import fitting_parameters, read_systems
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.metrics import merge_metrics, test_system, unlabelled_reason, write_detail_files
 
@@ -32,6 +32,10 @@ PREFIX.e_peratom.out (eV/atom), PREFIX.f.out (data_fx data_fy data_fz pred_fx pr
 eV/Angstrom, one row per atom), PREFIX.v.out (9 data then 9 predicted virial components, eV)
 and PREFIX.v_peratom.out; a missing label is written as 0. A system with none of these labels
 is skipped with a warning; if no system has any, the command fails (exit status 2).
+
+A model with frame/atomic parameters (numb_fparam, numb_aparam) takes each system's
+set.*/fparam.npy and aparam.npy; a system without them is an error (exit status 2), except
+that a missing fparam.npy is filled with the model's default_fparam when it has one.
 """
 
 _LINES = {  # metric -> dp test's labels and unit
@@ -77,6 +81,31 @@ def _report(metrics: dict) -> None:
             tqdm.write(f"{rmse_text}: {metrics[name]['rmse']:e} {unit}", file=sys.stdout)
 
 
+class _WithParameters:
+    """``potential`` whose ``evaluate`` takes the next frames' fparam/aparam of one system.
+
+    ``metrics.test_system`` evaluates a system's frames in order, a chunk per call; this hands
+    each chunk its rows of ``fparams`` [nframes, nfp] and ``aparams`` [nframes, natoms, nap].
+    """
+
+    def __init__(self, potential, fparams, aparams):
+        self._potential, self._fparams, self._aparams = potential, fparams, aparams
+        self._done = 0
+
+    def __getattr__(self, name):
+        return getattr(self._potential, name)
+
+    def evaluate(self, coord, cell, atom_types, head=None, **kwargs):
+        k, n = self._done, len(coord)
+        self._done += n
+        return self._potential.evaluate(
+            coord, cell, atom_types, head=head,
+            fparam=None if self._fparams is None else self._fparams[k : k + n],
+            aparam=None if self._aparams is None else self._aparams[k : k + n],
+            **kwargs,
+        )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from dpa2_jax import load
 
@@ -95,12 +124,17 @@ def run(args: argparse.Namespace) -> int:
     for reason in filter(None, reasons):
         logger.warning("%s; skipped", reason)
     systems = [s for s, reason in zip(systems, reasons) if reason is None]
+    fitting = potential.config.fitting(args.head)
+    params = [fitting_parameters(s, fitting) for s in systems]  # DataError if one lacks them
     all_metrics = []
     total = sum(s.nframes for s in systems)
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
         for k, system in enumerate(systems):
             bar.set_description(os.path.basename(system.path))
-            result = test_system(potential, system, head=args.head, progress=bar.update)
+            model = potential
+            if any(p is not None for p in params[k]):
+                model = _WithParameters(potential, *params[k])
+            result = test_system(model, system, head=args.head, progress=bar.update)
             tqdm.write(f"# testing system : {system.path}", file=sys.stdout)
             tqdm.write(f"# number of test data : {system.nframes}", file=sys.stdout)
             _report(result["metrics"])

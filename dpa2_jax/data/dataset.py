@@ -83,6 +83,54 @@ def system_probabilities(
     return counts / counts.sum()
 
 
+def model_parameters(
+    system: System, numb_fparam: int = 0, numb_aparam: int = 0, default_fparam=None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The system's frame and atomic parameters as a fitting with these counts takes them.
+
+    Returns (fparams [nframes, numb_fparam] or None, aparams [nframes, natoms, numb_aparam] or
+    None): None where the count is 0. A system without fparam.npy gets ``default_fparam`` in
+    every frame when the fitting has one (DeePMD-kit's data requirement with a default).
+
+    Raises:
+      DataError: the file is missing (and no default) or its width is not the model's.
+    """
+    fparams = aparams = None
+    if numb_fparam:
+        fparams = system.fparams
+        if fparams is None:
+            if default_fparam is None:
+                raise DataError(
+                    f"{system.path}: no fparam.npy, but the model has numb_fparam={numb_fparam} "
+                    "(add set.*/fparam.npy, or give the fitting a default_fparam)"
+                )
+            fparams = np.tile(np.asarray(default_fparam, np.float64), (system.nframes, 1))
+        if fparams.shape[1] != numb_fparam:
+            raise DataError(
+                f"{system.path}: fparam.npy has {fparams.shape[1]} values per frame, the model "
+                f"numb_fparam={numb_fparam}"
+            )
+    if numb_aparam:
+        aparams = system.aparams
+        if aparams is None:
+            raise DataError(
+                f"{system.path}: no aparam.npy, but the model has numb_aparam={numb_aparam}"
+            )
+        if aparams.shape[2] != numb_aparam:
+            raise DataError(
+                f"{system.path}: aparam.npy has {aparams.shape[2]} values per atom, the model "
+                f"numb_aparam={numb_aparam}"
+            )
+    return fparams, aparams
+
+
+def fitting_parameters(system: System, fitting) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``model_parameters`` for a ``FittingConfig`` (numb_fparam, numb_aparam, default_fparam)."""
+    return model_parameters(
+        system, fitting.numb_fparam, fitting.numb_aparam, fitting.default_fparam
+    )
+
+
 class SystemBatches:
     """One system's graphs, batch size and padded shape, with a shuffled frame order."""
 
@@ -129,6 +177,10 @@ class Dataset:
       batch_size: DeePMD's ``batch_size`` (int, "auto", "auto:N"), or one per system.
       sys_probs: explicit system weights; None for DeePMD's ``prob_sys_size``.
       dtype: float dtype of the graphs (the model's precision).
+      fitting: the head's ``FittingConfig``; with numb_fparam/numb_aparam each frame's fparam
+        (``globals["fparam"]``) and aparam (``nodes["aparam"]``) go into its graph, padding
+        graphs and atoms getting zeros (``model_parameters`` gives the rules). None or a
+        fitting without them: no such fields.
     """
 
     def __init__(
@@ -139,16 +191,18 @@ class Dataset:
         batch_size: int | str | Sequence[int | str] = "auto",
         sys_probs: Sequence[float] | None = None,
         dtype=np.float64,
+        fitting=None,
     ):
         if not systems:
             raise DataError("no training systems")
         specs = batch_size if isinstance(batch_size, list | tuple) else [batch_size] * len(systems)
         if len(specs) != len(systems):
             raise ConfigError(f"batch_size: {len(specs)} values given for {len(systems)} systems")
-        self.systems = [
-            SystemBatches(s, system_to_graphs(s, rcut, sel, dtype), batch_size_of(b, s.natoms))
-            for s, b in zip(systems, specs)
-        ]
+        self.systems = []
+        for s, b in zip(systems, specs):
+            fparams, aparams = (None, None) if fitting is None else fitting_parameters(s, fitting)
+            graphs = system_to_graphs(s, rcut, sel, dtype, fparams=fparams, aparams=aparams)
+            self.systems.append(SystemBatches(s, graphs, batch_size_of(b, s.natoms)))
         self.probs = system_probabilities([s.nbatches for s in self.systems], sys_probs)
         shapes = sorted({s.shape for s in self.systems})
         logger.info(

@@ -19,6 +19,15 @@ E_f = sum_t n_ft b_t by ``numpy.linalg.lstsq`` (minimum norm, cut-off ``rcond``)
 from the data, or in ``atom_exclude_types`` (its counts are zeroed), has a zero column and so
 gets b_t = 0; preset biases are subtracted first and written back afterwards.
 
+Fitting inputs (DeePMD-kit 3.2.0 ``GeneralFitting.compute_input_stats``, for fittings with
+numb_fparam / numb_aparam), per component over the sampled frames (fparam) or over every atom
+of them (aparam):
+
+    fparam_avg = <f>        fparam_inv_std = 1 / std(f)     (std as above: raised to 1e-2)
+
+A system without fparam.npy counts with the fitting's ``default_fparam`` (as DeePMD's data
+requirement fills it); without it, and always for a missing aparam.npy, a DataError.
+
 Frames: DeePMD's ``data_stat_nbatch`` (default 10) batches per system; with the usual ``auto``
 batch size a batch of a system of 32 atoms or more is one frame, so ``max_frames`` per system
 plays that role.
@@ -31,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from dpa2_jax.data.dataset import fitting_parameters
 from dpa2_jax.data.system import System
 from dpa2_jax.data.type_map import map_types
 from dpa2_jax.descriptor import family_of
@@ -223,6 +233,7 @@ def compute_statistics(
     max_frames: int = DATA_STAT_NBATCH,
     rcond: float | None = None,
     rng: np.random.Generator | None = None,
+    head: str | None = None,
 ) -> dict[str, Any]:
     """Environment statistics of every descriptor block and the energy bias of a model.
 
@@ -232,10 +243,13 @@ def compute_statistics(
       max_frames: frames taken per system (DeePMD's ``data_stat_nbatch``).
       rcond: see ``energy_bias``.
       rng: draws the frames at random when given; otherwise the first ``max_frames``.
+      head: the fitting head whose fparam/aparam statistics are taken (None: the only one).
 
     Returns:
       {"descriptor": {block: {"davg", "dstd"}} ([ntypes, sel, 4] each),
-       "out_bias": [ntypes] eV}.
+       "out_bias": [ntypes] eV}, and for a fitting with numb_fparam or numb_aparam
+      "fitting": {"fparam_avg", "fparam_inv_std" [numb_fparam]; "aparam_avg",
+      "aparam_inv_std" [numb_aparam]} (those it has).
     """
     blocks_of = family_of(cfg.descriptor).statistics_blocks
     if blocks_of is None:
@@ -262,7 +276,31 @@ def compute_statistics(
         [np.tile(np.bincount(s.atom_types, minlength=ntypes), (s.nframes, 1)) for s in labelled]
     )  # [n_frame, ntypes]
     bias = energy_bias(energies, counts, rcond, cfg.atom_exclude_types)
-    return {"descriptor": descriptor, "out_bias": bias}
+    out = {"descriptor": descriptor, "out_bias": bias}
+    fitting = fitting_input_statistics(systems, cfg.fitting(cfg.resolve_head(head)))
+    if fitting:
+        out["fitting"] = fitting
+    return out
+
+
+def fitting_input_statistics(systems: Sequence[System], fitting: Any) -> dict[str, np.ndarray]:
+    """fparam/aparam mean and inverse std of the systems' frames (module docstring); {} for a
+    fitting without numb_fparam and numb_aparam."""
+    if not (fitting.numb_fparam or fitting.numb_aparam):
+        return {}
+    params = [fitting_parameters(s, fitting) for s in systems]
+    out = {}
+    for k, (name, n) in enumerate(
+        (("fparam", fitting.numb_fparam), ("aparam", fitting.numb_aparam))
+    ):
+        if not n:
+            continue
+        values = np.concatenate([np.reshape(p[k], (-1, n)) for p in params])  # [n_sample, n]
+        mean = values.mean(axis=0)
+        std = np.sqrt(np.clip((values**2).mean(axis=0) - mean * mean, 0.0, None))
+        std = np.where(np.abs(std) < MIN_STD, MIN_STD, std)
+        out[f"{name}_avg"], out[f"{name}_inv_std"] = mean, 1.0 / std
+    return out
 
 
 def _like(value: np.ndarray, old: Any, where: str) -> np.ndarray:
@@ -275,8 +313,8 @@ def apply_statistics(
     params: Params, cfg: Any, stats: dict[str, Any], head: str | None = None
 ) -> Params:
     """A new params tree with ``stats`` (from ``compute_statistics``) written in: davg/dstd of
-    each descriptor block and ``heads[head]["out_bias"]``, which plays DeePMD's model-level
-    ``out_bias``. Leaves keep their dtypes; ``params`` is not modified."""
+    each descriptor block, ``heads[head]["out_bias"]``, which plays DeePMD's model-level
+    ``out_bias``, and the fitting's fparam/aparam avg and inv_std when ``stats`` has them. Leaves keep their dtypes; ``params`` is not modified."""
     head = cfg.resolve_head(head)
     descriptor = dict(params["descriptor"])
     for name, block in stats["descriptor"].items():
@@ -289,4 +327,9 @@ def apply_statistics(
     heads = dict(params["heads"])
     old = heads[head]["out_bias"]
     heads[head] = {**heads[head], "out_bias": _like(stats["out_bias"], old, f"{head}.out_bias")}
+    if stats.get("fitting"):  # fparam/aparam normalisation of the head's fitting
+        fitting = dict(heads[head]["fitting"])
+        for key, value in stats["fitting"].items():
+            fitting[key] = _like(value, fitting[key], f"{head}.fitting.{key}")
+        heads[head] = {**heads[head], "fitting": fitting}
     return {**params, "descriptor": descriptor, "heads": heads}

@@ -131,7 +131,12 @@ def frame_to_graph(
 
 
 def system_to_graphs(
-    system: Any, rcut: float, sel: int, dtype: Any = np.float64
+    system: Any,
+    rcut: float,
+    sel: int,
+    dtype: Any = np.float64,
+    fparams: np.ndarray | None = None,
+    aparams: np.ndarray | None = None,
 ) -> list[jraph.GraphsTuple]:
     """One graph per frame of a system.
 
@@ -143,6 +148,10 @@ def system_to_graphs(
         rcut: neighbor cutoff, Angstrom.
         sel: neighbors kept per center.
         dtype: float dtype of the float fields.
+        fparams: [n_frame, nfp] frame parameters, or None (no `globals["fparam"]` field); the
+            system's own `fparams` are not read here (the model decides whether it needs them:
+            `dpa2_jax.data.dataset.model_parameters`).
+        aparams: [n_frame, n_atom, nap] atomic parameters, or None (no `nodes["aparam"]`).
 
     Returns:
         A list of n_frame one-graph `GraphsTuple`s.
@@ -163,6 +172,8 @@ def system_to_graphs(
                 forces=None if forces is None else forces[f],
                 virial=None if virials is None else virials[f],
                 dtype=dtype,
+                fparam=None if fparams is None else fparams[f],
+                aparam=None if aparams is None else aparams[f],
             )
         )
     return graphs

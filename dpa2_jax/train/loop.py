@@ -82,12 +82,15 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
     rcut, sel = cfg.descriptor.rcut, cfg.descriptor.sel
 
     train_systems = read_systems(tr.training_data.systems, cfg.type_map)
+    fitting = cfg.fitting(cfg.head_names[0])  # its fparam/aparam go into the graphs
     train = Dataset(train_systems, rcut, sel, tr.training_data.batch_size,
-                    tr.training_data.sys_probs, dtype)  # fmt: skip
+                    tr.training_data.sys_probs, dtype, fitting)  # fmt: skip
     valid = None
     if tr.validation_data is not None:
         valid_systems = read_systems(tr.validation_data.systems, cfg.type_map)
-        valid = Dataset(valid_systems, rcut, sel, tr.validation_data.batch_size, None, dtype)
+        valid = Dataset(
+            valid_systems, rcut, sel, tr.validation_data.batch_size, None, dtype, fitting
+        )
     _check_labels(run, [d for d in (train, valid) if d is not None])
 
     seed = tr.seed if tr.seed is not None else 0
@@ -97,7 +100,7 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
     params = init(jax.random.key(seed), cfg)
     if not restart:  # a restart restores the statistics with the rest of the state
         stats = compute_statistics(cfg, train_systems, max_frames=run.data_stat_nbatch * max(
-            sb.batch_size for sb in train.systems))  # fmt: skip
+            sb.batch_size for sb in train.systems), head=cfg.head_names[0])  # fmt: skip
         params = apply_statistics(params, cfg, stats)
     state = create_state(params, optimizer)
     rng, valid_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)

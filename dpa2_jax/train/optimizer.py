@@ -3,8 +3,9 @@ applied to the trainable leaves only.
 
 DeePMD-kit trains with Adam (PyTorch defaults: beta1 0.9, beta2 0.999, eps 1e-8) and clips
 gradients to ``training.gradient_max_norm`` when it is positive. Statistics are buffers there,
-not parameters: the environment-matrix ``davg``/``dstd``, the fitting's ``bias_atom_e`` and the
-model's ``out_bias`` never change during training, so here they get no update and no Adam
+not parameters: the environment-matrix ``davg``/``dstd``, the fitting's ``bias_atom_e`` and
+fparam/aparam normalisation (``fparam_avg``, ``fparam_inv_std``, ``aparam_avg``,
+``aparam_inv_std``) and the model's ``out_bias`` never change during training, so here they get no update and no Adam
 moments (``optax.multi_transform`` with ``set_to_zero``), and they do not enter the clipped norm.
 """
 
@@ -15,7 +16,8 @@ import optax
 
 from dpa2_jax.typing import Params
 
-FROZEN_LEAVES = ("davg", "dstd", "bias_atom_e", "out_bias")
+FROZEN_LEAVES = ("davg", "dstd", "bias_atom_e", "out_bias",
+                 "fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std")  # fmt: skip
 
 
 def trainable_labels(params: Params) -> Params:
