@@ -99,6 +99,8 @@ def test_system(
     head: str | None = None,
     batch_atoms: int | None = None,
     progress: Callable[[int], None] | None = None,
+    fparam: np.ndarray | None = None,
+    aparam: np.ndarray | None = None,
 ) -> dict:
     """Evaluates `potential` on every frame of `system` and compares with its labels.
 
@@ -108,6 +110,8 @@ def test_system(
       head: the model head (may be omitted for single-head models).
       batch_atoms: atoms per evaluation call (default: the potential's ``atoms_per_batch``).
       progress: called with the number of frames done after each evaluation call.
+      fparam, aparam: [nframes, nfp], [nframes, natoms, nap] for models with frame/atomic
+        parameters (``data.dataset.fitting_parameters``), else None.
 
     Returns:
       {"nframes", "natoms", "pbc", "labels": {energy [nframes] eV, forces [nframes, natoms, 3]
@@ -119,8 +123,13 @@ def test_system(
     per_call = max(1, (batch_atoms or potential.atoms_per_batch) // system.natoms)
     parts = []
     for start in range(0, system.nframes, per_call):
-        chunk = select_frames(system, slice(start, start + per_call))
-        parts.append(potential.evaluate(chunk.coords, chunk.cells, chunk.atom_types, head=head))
+        frames = slice(start, start + per_call)
+        chunk = select_frames(system, frames)
+        extra = {name: value[frames] for name, value in (("fparam", fparam), ("aparam", aparam))
+                 if value is not None}  # fmt: skip
+        parts.append(
+            potential.evaluate(chunk.coords, chunk.cells, chunk.atom_types, head=head, **extra)
+        )
         if progress is not None:
             progress(chunk.nframes)
     pred = {k: np.concatenate([p[k] for p in parts]) for k in ("energy", "forces", "virial")}

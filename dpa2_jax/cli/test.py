@@ -81,31 +81,6 @@ def _report(metrics: dict) -> None:
             tqdm.write(f"{rmse_text}: {metrics[name]['rmse']:e} {unit}", file=sys.stdout)
 
 
-class _WithParameters:
-    """``potential`` whose ``evaluate`` takes the next frames' fparam/aparam of one system.
-
-    ``metrics.test_system`` evaluates a system's frames in order, a chunk per call; this hands
-    each chunk its rows of ``fparams`` [nframes, nfp] and ``aparams`` [nframes, natoms, nap].
-    """
-
-    def __init__(self, potential, fparams, aparams):
-        self._potential, self._fparams, self._aparams = potential, fparams, aparams
-        self._done = 0
-
-    def __getattr__(self, name):
-        return getattr(self._potential, name)
-
-    def evaluate(self, coord, cell, atom_types, head=None, **kwargs):
-        k, n = self._done, len(coord)
-        self._done += n
-        return self._potential.evaluate(
-            coord, cell, atom_types, head=head,
-            fparam=None if self._fparams is None else self._fparams[k : k + n],
-            aparam=None if self._aparams is None else self._aparams[k : k + n],
-            **kwargs,
-        )  # fmt: skip
-
-
 def run(args: argparse.Namespace) -> int:
     from dpa2_jax import load
 
@@ -131,10 +106,9 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
         for k, system in enumerate(systems):
             bar.set_description(os.path.basename(system.path))
-            model = potential
-            if any(p is not None for p in params[k]):
-                model = _WithParameters(potential, *params[k])
-            result = test_system(model, system, head=args.head, progress=bar.update)
+            fparam, aparam = params[k]
+            result = test_system(potential, system, head=args.head, progress=bar.update,
+                                 fparam=fparam, aparam=aparam)  # fmt: skip
             tqdm.write(f"# testing system : {system.path}", file=sys.stdout)
             tqdm.write(f"# number of test data : {system.nframes}", file=sys.stdout)
             _report(result["metrics"])
