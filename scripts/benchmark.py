@@ -222,7 +222,7 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     systems = read_systems([WATER], cfg.type_map)
     data = Dataset(systems, cfg.descriptor.rcut, cfg.descriptor.sel, 1, dtype=dtype)
     schedule = make_schedule(LearningRateConfig(start_lr=1e-3, stop_lr=3.51e-8), 1_000_000)
-    optimizer = make_optimizer(schedule)
+    optimizer = make_optimizer()
     loss = EnergyLossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000, limit_pref_f=1)
     state = create_state(params, optimizer)
     layout = training_layout(cfg, state.params, [data])  # as dpa2-jax train lays slots out

@@ -96,7 +96,7 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
     seed = tr.seed if tr.seed is not None else 0
     schedule = make_schedule(run.learning_rate, tr.numb_steps)
     start_lr = float(schedule(0))
-    optimizer = make_optimizer(schedule, tr.gradient_max_norm)
+    optimizer = make_optimizer(tr.gradient_max_norm)
     params = init(jax.random.key(seed), cfg)
     if not restart:  # a restart restores the statistics with the rest of the state
         stats = compute_statistics(cfg, train_systems, max_frames=run.data_stat_nbatch * max(

@@ -7,22 +7,21 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 
 from dpa2_jax.typing import Params
 
 
 @flax.struct.dataclass
 class TrainState:
-    """step: [] int32 optimizer steps taken; params: the model's tree; opt_state: optax's."""
+    """step: [] int32 optimizer steps taken; params: the model's tree; opt_state: ``Optimizer.init``'s."""
 
     step: jax.Array
     params: Params
     opt_state: Any
 
 
-def create_state(params: Params, optimizer: optax.GradientTransformation) -> TrainState:
-    """Step 0 of training ``params`` with ``optimizer``."""
+def create_state(params: Params, optimizer) -> TrainState:
+    """Step 0 of training ``params`` with ``optimizer`` (``train/optimizer.Optimizer``)."""
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params)
     )
