@@ -24,6 +24,18 @@ save_freq steps, the last max_ckpt_keep kept) and model/ (the trained model; dpa
 `dpa2-jax test WORKDIR ...` and `dpa2-jax export WORKDIR model.dp` read it).
 --restart continues from the latest checkpoint with the same data order and numbers as an
 uninterrupted run.
+
+Multi-task training (DeePMD-kit's model_dict / shared_dict / loss_dict / data_dict /
+model_prob): one shared descriptor, a head per task; each step trains one sampled task's head and
+the descriptor. lcurve.out gets every task's columns (rmse_f_val_TASK ...). Use a head with
+`dpa2-jax test WORKDIR SYSTEM --head TASK`, dpa2_jax.load(WORKDIR).evaluate(..., head=TASK).
+
+Fine-tuning: --finetune PRETRAINED (a training workdir, model directory or DeePMD .dp) with
+--model-branch HEAD (start from that head's fitting net) or RANDOM (a fresh one). The input's
+type map wins: new elements get new type-embedding rows and statistics (with a warning); the
+energy bias is refitted on the training data first (as `dpa2-jax change-bias`). Options:
+--config.training.freeze_descriptor=true (train the head only),
+--config.training.descriptor_lr_scale=0.1 (a smaller learning rate for the descriptor).
 """
 
 
@@ -37,11 +49,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="folder for lcurve.out, checkpoints/ and model/")  # fmt: skip
     parser.add_argument("--restart", action="store_true",
                         help="continue from the latest checkpoint in WORKDIR")  # fmt: skip
+    parser.add_argument("--finetune", metavar="PRETRAINED", default=None,
+                        help="start from a pretrained model (workdir, model directory or .dp)")
+    parser.add_argument("--model-branch", metavar="HEAD", default=None,
+                        help="with --finetune: the pretrained head to start from, or RANDOM for "
+                        "a fresh fitting net (needed when the pretrained model has several)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from dpa2_jax.train.config import read_input
+    from dpa2_jax.train.finetune import Finetune
     from dpa2_jax.train.loop import train_and_evaluate
 
     overrides = []
@@ -51,10 +69,15 @@ def run(args: argparse.Namespace) -> int:
                               "--config.training.numb_steps=2000)")  # fmt: skip
         overrides.append(item[len("--config.") :])
     run_cfg = read_input(args.input, overrides)
-    result = train_and_evaluate(run_cfg, args.workdir, restart=args.restart)
+    if args.model_branch is not None and args.finetune is None:
+        raise ConfigError("--model-branch needs --finetune PRETRAINED")
+    finetune = Finetune(args.finetune, args.model_branch) if args.finetune else None
+    result = train_and_evaluate(run_cfg, args.workdir, restart=args.restart, finetune=finetune)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("rmse"))
-    print(f"trained {result['steps']} steps in {result['seconds']:.1f} s; "
-          f"{'validation' if run_cfg.training.validation_data else 'training'}: {shown}")  # fmt: skip
+    validated = all(t.validation_data is not None for t in run_cfg.tasks)
+    print(f"trained {result['steps']} steps in {result['seconds']:.1f} s "
+          f"({result['compilations']} compilations); "
+          f"{'validation' if validated else 'training'}: {shown}")  # fmt: skip
     print(f"next: dpa2-jax test {args.workdir} SYSTEM   |   dpa2-jax export {args.workdir} "
           f"model.dp   |   dpa2_jax.load({args.workdir!r})")  # fmt: skip
     return 0

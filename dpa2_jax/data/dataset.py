@@ -181,6 +181,8 @@ class Dataset:
         (``globals["fparam"]``) and aparam (``nodes["aparam"]``) go into its graph, padding
         graphs and atoms getting zeros (``model_parameters`` gives the rules). None or a
         fitting without them: no such fields.
+      one_shape: pad every system's batches to one shape (the largest of each dimension), so
+        the data set needs one compilation (multi-task training: one per task).
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class Dataset:
         sys_probs: Sequence[float] | None = None,
         dtype=np.float64,
         fitting=None,
+        one_shape: bool = False,
     ):
         if not systems:
             raise DataError("no training systems")
@@ -204,11 +207,22 @@ class Dataset:
             graphs = system_to_graphs(s, rcut, sel, dtype, fparams=fparams, aparams=aparams)
             self.systems.append(SystemBatches(s, graphs, batch_size_of(b, s.natoms)))
         self.probs = system_probabilities([s.nbatches for s in self.systems], sys_probs)
+        if one_shape:
+            self.pad_to(np.max([s.shape for s in self.systems], axis=0))
         shapes = sorted({s.shape for s in self.systems})
         logger.info(
             "%d systems, %d frames; %d padded batch shapes (one compilation each): %s",
             len(self.systems), sum(s.system.nframes for s in self.systems), len(shapes), shapes,
         )  # fmt: skip
+
+    def pad_to(self, shape) -> None:
+        """Pads every system's batches to ``shape`` (n_node, n_edge, n_graph), which must be at
+        least each system's own."""
+        shape = tuple(int(x) for x in shape)
+        for s in self.systems:
+            if any(a < b for a, b in zip(shape, s.shape)):
+                raise ValueError(f"pad_to{shape}: smaller than {s.system.path}'s {s.shape}")
+            s.shape = shape
 
     @property
     def shapes(self) -> set[tuple[int, int, int]]:

@@ -213,7 +213,7 @@ def energy_bias(
     return bias
 
 
-def _sample(system: System, max_frames: int, rng: np.random.Generator | None) -> System:
+def sample_frames(system: System, max_frames: int, rng: np.random.Generator | None) -> System:
     """At most ``max_frames`` frames: the first ones, or drawn without replacement by ``rng``."""
     n = min(max_frames, system.nframes)
     if rng is None:
@@ -258,7 +258,9 @@ def compute_statistics(
         raise DataError("compute_statistics: no systems given")
     ntypes = len(cfg.type_map)
     systems = [
-        _sample(s if s.type_map == cfg.type_map else map_types(s, cfg.type_map), max_frames, rng)
+        sample_frames(
+            s if s.type_map == cfg.type_map else map_types(s, cfg.type_map), max_frames, rng
+        )
         for s in systems
     ]
     descriptor = {}
@@ -281,6 +283,40 @@ def compute_statistics(
     if fitting:
         out["fitting"] = fitting
     return out
+
+
+def task_statistics(
+    cfg: Any, tasks: dict[str, tuple[Sequence[System], int]], rcond: float | None = None
+) -> dict[str, Any]:
+    """Statistics of a multi-task model: {"descriptor": ..., "heads": {name: {"out_bias", and
+    "fitting" where it has fparam/aparam}}}.
+
+    Args:
+      cfg: the ``ModelConfig``, one head per task.
+      tasks: per head, (its training systems, frames taken per system).
+
+    The shared descriptor's moments are summed over every task's frames (DeePMD-kit 3.2.0's
+    ``share_params`` adds the linked descriptors' statistics to the base one unweighted); the
+    energy bias and fitting-input statistics are each head's own. One task: exactly
+    ``compute_statistics``.
+    """
+    heads, sampled = {}, []
+    for name, (systems, max_frames) in tasks.items():
+        stats = compute_statistics(cfg, systems, max_frames, rcond, head=name)
+        heads[name] = {k: v for k, v in stats.items() if k != "descriptor"}
+        sampled += [
+            sample_frames(s if s.type_map == cfg.type_map else map_types(s, cfg.type_map), max_frames,
+                    None)
+            for s in systems
+        ]  # fmt: skip
+        descriptor = stats["descriptor"]
+    if len(tasks) > 1:
+        descriptor = {
+            name: dict(zip(("davg", "dstd"), environment_statistics(
+                _frames(sampled), len(cfg.type_map), **block)))
+            for name, block in family_of(cfg.descriptor).statistics_blocks(cfg.descriptor).items()
+        }  # fmt: skip
+    return {"descriptor": descriptor, "heads": heads}
 
 
 def fitting_input_statistics(systems: Sequence[System], fitting: Any) -> dict[str, np.ndarray]:

@@ -68,11 +68,11 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _config_difference(a: Any, b: Any, path: str) -> str | None:
+def config_difference(a: Any, b: Any, path: str) -> str | None:
     """Dotted path and values of the first option where two config dataclasses differ."""
     if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
         for field in dataclasses.fields(a):
-            diff = _config_difference(
+            diff = config_difference(
                 getattr(a, field.name), getattr(b, field.name), f"{path}.{field.name}"
             )
             if diff:
@@ -135,7 +135,7 @@ def merge_heads(models: Sequence[tuple[str, ModelConfig, Params]]) -> tuple[Mode
         if cfg.atom_exclude_types != cfg0.atom_exclude_types:
             raise ConfigError(f"{where}: atom_exclude_types differ ({list(cfg.atom_exclude_types)}"
                               f" vs {list(cfg0.atom_exclude_types)})")  # fmt: skip
-        diff = _config_difference(cfg.descriptor, cfg0.descriptor, "descriptor")
+        diff = config_difference(cfg.descriptor, cfg0.descriptor, "descriptor")
         if diff:
             raise ConfigError(f"{where}: descriptor options differ: {diff}")
         diff = first_difference(params["descriptor"], params0["descriptor"])

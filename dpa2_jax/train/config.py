@@ -5,6 +5,19 @@ One schema for both front ends: a DeePMD-kit ``input.json`` (``model``, ``learni
 ``ml_collections.ConfigDict`` (so every field can be overridden on the command line). Option
 names and defaults are DeePMD-kit 3.2.0's; unknown keys are errors naming the key and the nearest
 valid one. System paths are relative to the input file.
+
+Multi-task inputs (DeePMD-kit's ``doc/train/multi-task-training.md``) become one model with a
+head per task:
+
+    model.shared_dict   named parts: a type map (a list) and the descriptor (a dict)
+    model.model_dict    per task: {"type_map": KEY or list, "descriptor": KEY, "fitting_net": {}}
+    loss_dict           per task: a loss section (default: the ``ener`` loss's defaults)
+    training.data_dict  per task: {"training_data": ..., "validation_data": ...}
+    training.model_prob per task: a weight, normalised; default proportional to the number of
+                        training systems (DeePMD-kit's ``resolve_model_prob``)
+
+Every task shares the one descriptor; the tasks' type maps are merged into one by element
+symbol, in order of first appearance. A single-task input is one task named ``default``.
 """
 
 from __future__ import annotations
@@ -38,30 +51,49 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """The ``training`` section."""
+class TaskConfig:
+    """One task: the head it trains, its loss, its data and its sampling probability."""
 
+    name: str
+    loss: EnergyLossConfig
     training_data: DataConfig
-    numb_steps: int
     validation_data: DataConfig | None = None
+    prob: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """The ``training`` section (its data sections live in the tasks)."""
+
+    numb_steps: int
     seed: int | None = None
     disp_file: str = "lcurve.out"
     disp_freq: int = 1000
     save_freq: int = 1000
     max_ckpt_keep: int = 5
     gradient_max_norm: float = 0.0
+    freeze_descriptor: bool = False  # fine-tuning: train the heads only
+    descriptor_lr_scale: float = 1.0  # fine-tuning: the descriptor's learning rate / the head's
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything a training run needs, parsed and checked."""
+    """Everything a training run needs, parsed and checked. ``tasks``: one per head, in the
+    model's head order."""
 
     model: ModelConfig
     learning_rate: LearningRateConfig
-    loss: EnergyLossConfig
     training: TrainingConfig
+    tasks: tuple[TaskConfig, ...]
     data_stat_nbatch: int = 10
     source: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+    def task(self, name: str) -> TaskConfig:
+        return {t.name: t for t in self.tasks}[name]
 
 
 def _fields(cls, section: dict, what: str) -> dict:
@@ -87,7 +119,7 @@ def _data(section: dict | None, what: str, base_dir: str) -> DataConfig | None:
 def run_config(d: dict, base_dir: str = ".") -> RunConfig:
     """RunConfig from DeePMD's input sections (a dict); paths relative to ``base_dir``."""
     d = dict(d)
-    sections = {"model", "learning_rate", "loss", "training"}
+    sections = {"model", "learning_rate", "loss", "loss_dict", "training"}
     unknown = sorted(set(d) - sections - {"_comment"})
     if unknown:
         raise ConfigError(
@@ -100,30 +132,166 @@ def run_config(d: dict, base_dir: str = ".") -> RunConfig:
     data_stat_nbatch = int(model.pop("data_stat_nbatch", 10))
     for key in ("data_stat_protect", "_comment"):
         model.pop(key, None)
-    loss = dict(d.get("loss", {}))
-    if loss.pop("type", "ener") != "ener":
-        raise ConfigError(f"loss.type={d['loss']['type']!r}: only 'ener' is supported")
     training = dict(d["training"])
     if "stop_batch" in training:  # DeePMD's older name
         training.setdefault("numb_steps", training.pop("stop_batch"))
     if "numb_steps" not in training:
         raise ConfigError("training.numb_steps: missing (the number of optimizer steps)")
-    training["training_data"] = _data(training.get("training_data"), "training_data", base_dir)
-    if training["training_data"] is None:
-        raise ConfigError("training.training_data: missing (systems to train on)")
-    training["validation_data"] = _data(
-        training.get("validation_data"), "validation_data", base_dir
-    )
+    if "model_dict" in model:
+        cfg, tasks = _multi_task(model, d, training, base_dir)
+    else:
+        for key in ("data_dict", "model_prob"):
+            if key in training:
+                raise ConfigError(f"training.{key}: only for multi-task inputs (model.model_dict)")
+        if "loss_dict" in d:
+            raise ConfigError("loss_dict: only for multi-task inputs (model.model_dict)")
+        cfg = model_config(model)
+        tasks = (_task(cfg.head_names[0], d.get("loss", {}), training, base_dir, "training"),)
+    if model_descriptor_frozen(d["model"]):  # DeePMD's descriptor "trainable": false
+        training.setdefault("freeze_descriptor", True)
+    for key in ("training_data", "validation_data", "data_dict", "model_prob"):
+        training.pop(key, None)
     return RunConfig(
-        model=model_config(model),
+        model=cfg,
         learning_rate=LearningRateConfig(
             **_fields(LearningRateConfig, d.get("learning_rate", {}), "learning_rate")
         ),  # fmt: skip
-        loss=EnergyLossConfig(**_fields(EnergyLossConfig, loss, "loss")),
         training=TrainingConfig(**_fields(TrainingConfig, training, "training")),
+        tasks=tasks,
         data_stat_nbatch=data_stat_nbatch,
         source=d,
     )
+
+
+def model_descriptor_frozen(model: dict) -> bool:
+    """True when the model section's (shared) descriptor says ``"trainable": false``."""
+    descriptors = [model.get("descriptor")]
+    descriptors += [v for v in model.get("shared_dict", {}).values() if isinstance(v, dict)]
+    return any(isinstance(x, dict) and x.get("trainable") is False for x in descriptors)
+
+
+def _task(name: str, loss: dict, data: dict, base_dir: str, where: str, prob: float = 1.0):
+    loss = dict(loss)
+    if loss.pop("type", "ener") != "ener":
+        raise ConfigError(f"{where} loss.type={loss.get('type')!r}: only 'ener' is supported")
+    training_data = _data(data.get("training_data"), f"{where}.training_data", base_dir)
+    if training_data is None:
+        raise ConfigError(f"{where}.training_data: missing (systems to train on)")
+    return TaskConfig(
+        name=name,
+        loss=EnergyLossConfig(**_fields(EnergyLossConfig, loss, f"{where} loss")),
+        training_data=training_data,
+        validation_data=_data(data.get("validation_data"), f"{where}.validation_data", base_dir),
+        prob=prob,
+    )
+
+
+def _multi_task(model: dict, d: dict, training: dict, base_dir: str):
+    """(ModelConfig with a head per task, tasks) from DeePMD's multi-task sections."""
+    shared = dict(model.pop("shared_dict", {}))
+    tasks_in = model.pop("model_dict")
+    extra = sorted(set(model) - {"type_map"})
+    if extra:
+        raise ConfigError(f"model.{extra[0]}: a multi-task model section holds only shared_dict "
+                          "and model_dict")  # fmt: skip
+    if not isinstance(tasks_in, dict) or not tasks_in:
+        raise ConfigError("model.model_dict: give at least one task")
+    names = list(tasks_in)
+
+    def resolve(value, what: str, task: str):
+        if isinstance(value, str):
+            key = value.split(":")[0]  # "name:level": DeePMD's shared level; 0 is all we share
+            if key not in shared:
+                raise ConfigError(f"model.model_dict.{task}.{what}: {value!r} is not a key of "
+                                  f"shared_dict {sorted(shared)}")  # fmt: skip
+            if ":" in value and value.split(":")[1] not in ("", "0"):
+                raise ConfigError(f"model.model_dict.{task}.{what}: {value!r}: only shared "
+                                  "level 0 (share everything) is supported")  # fmt: skip
+            return shared[key]
+        return value
+
+    type_map: list[str] = []
+    descriptors, fittings = [], {}
+    for name in names:
+        sub = dict(tasks_in[name])
+        sub.pop("data_stat_nbatch", None)
+        sub.pop("data_stat_protect", None)
+        if isinstance(sub.get("fitting_net"), str):
+            raise ConfigError(f"model.model_dict.{name}.fitting_net: {sub['fitting_net']!r}: "
+                              "fitting nets shared between tasks are not supported yet; give "
+                              "each task its own fitting_net")  # fmt: skip
+        tm = resolve(sub.get("type_map"), "type_map", name)
+        if not tm:
+            raise ConfigError(f"model.model_dict.{name}.type_map: missing")
+        type_map += [e for e in tm if e not in type_map]
+        desc = resolve(sub.get("descriptor"), "descriptor", name)
+        if not isinstance(sub.get("descriptor"), str):
+            raise ConfigError(f"model.model_dict.{name}.descriptor: name the shared descriptor "
+                              "(a key of shared_dict); every task shares one")  # fmt: skip
+        descriptors.append(sub["descriptor"].split(":")[0])
+        fittings[name] = {**sub, "type_map": None, "descriptor": desc}
+    if len(set(descriptors)) > 1:
+        raise ConfigError(f"model.model_dict: the tasks name different descriptors "
+                          f"{sorted(set(descriptors))}; every task shares one")  # fmt: skip
+    heads = []
+    cfg = None
+    for name in names:
+        sub = {**fittings[name], "type_map": type_map}
+        try:
+            one = model_config(sub, head=name)
+        except ConfigError as err:
+            raise ConfigError(f"model.model_dict.{name}: {err}") from err
+        if cfg is not None and (one.atom_exclude_types, one.pair_exclude_types) != (
+            cfg.atom_exclude_types,
+            cfg.pair_exclude_types,
+        ):
+            raise ConfigError(f"model.model_dict.{name}: atom/pair_exclude_types differ between "
+                              "tasks")  # fmt: skip
+        cfg = cfg or one
+        heads += list(one.heads)
+    cfg = dataclasses.replace(cfg, heads=tuple(heads))
+
+    losses = d.get("loss_dict", {})
+    data_dict = training.get("data_dict")
+    if not isinstance(data_dict, dict):
+        raise ConfigError("training.data_dict: missing (per task: training_data and "
+                          "validation_data)")  # fmt: skip
+    for what, given in (("loss_dict", losses), ("training.data_dict", data_dict),
+                        ("training.model_prob", training.get("model_prob") or {})):  # fmt: skip
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ConfigError(f"{what}: {unknown[0]!r} is not a task of model.model_dict "
+                              f"{names}{nearest_hint(unknown[0], names)}")  # fmt: skip
+    missing = [n for n in names if n not in data_dict]
+    if missing:
+        raise ConfigError(f"training.data_dict: task {missing[0]!r} has no data (give its "
+                          "training_data)")  # fmt: skip
+    tasks = [
+        _task(n, losses.get(n, {}), data_dict[n], base_dir, f"training.data_dict.{n}")
+        for n in names
+    ]
+    probs = task_probabilities(training.get("model_prob"), tasks)
+    tasks = tuple(dataclasses.replace(t, prob=p) for t, p in zip(tasks, probs))
+    return cfg, tasks
+
+
+def task_probabilities(given: dict | None, tasks) -> list[float]:
+    """Normalised task probabilities: ``model_prob`` (every task named) or, when absent, in
+    proportion to each task's number of training systems (DeePMD-kit's rule)."""
+    if given:
+        missing = [t.name for t in tasks if t.name not in given]
+        if missing:
+            raise ConfigError(f"training.model_prob: no probability for task {missing[0]!r}")
+        weights = [given[t.name] for t in tasks]
+        if any(not isinstance(w, int | float) or w < 0 for w in weights):
+            raise ConfigError(f"training.model_prob: {given}: weights must be numbers >= 0")
+    else:
+        weights = [len(t.training_data.systems) for t in tasks]
+    total = float(sum(weights))
+    if not total > 0:
+        raise ConfigError(f"training.model_prob: {given}: the weights must sum to a positive "
+                          "number")  # fmt: skip
+    return [w / total for w in weights]
 
 
 def read_input(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:

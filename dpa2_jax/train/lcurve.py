@@ -4,7 +4,8 @@
           1    1.23e+01    1.30e+01    ...                          1.0e-03
 
 Columns are the sorted metric names, each as ``NAME_val NAME_trn`` (``NAME_trn`` alone without
-validation data), then the learning rate; formats as DeePMD-kit 3.2.0's PyTorch trainer.
+validation data), then the learning rate; formats as DeePMD-kit 3.2.0's PyTorch trainer. A
+multi-task run writes every task's columns in task order, ``NAME_val_TASK NAME_trn_TASK``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ class LCurve:
     writes them again.
     """
 
-    def __init__(self, path: str, append: bool = False, resume_step: int | None = None):
-        self.path = path
+    def __init__(self, path: str, append: bool = False, resume_step: int | None = None, tasks=None):
+        self.path, self.tasks = path, tasks
         if append and resume_step is not None and os.path.exists(path):
             _drop_rows_after(path, resume_step)
         self.file: io.TextIOBase = open(path, "a" if append else "w")
@@ -53,6 +54,26 @@ class LCurve:
             )
         row += f"   {lr:8.1e}\n"
         self.file.write(row)
+        self.file.flush()
+
+    def write_tasks(self, step: int, rows: dict[str, tuple[dict, dict | None]], lr: float) -> None:
+        """One row of a multi-task run: ``rows`` maps each task to (train, valid) metrics."""
+        if self.keys is None:
+            header = "# {:5s}".format("step")
+            for task, (train, valid) in rows.items():
+                for k in sorted(train):
+                    header += ("   %11s %11s" % (f"{k}_val_{task}", f"{k}_trn_{task}") if valid
+                               else "   %11s" % f"{k}_trn_{task}")  # fmt: skip
+            header += "   {:8s}\n".format("lr")
+            header += "# If there is no available reference data, rmse_*_{val,trn} will print nan\n"
+            self.file.write(header)
+            self.keys = []
+        row = f"{step:7d}"
+        for train, valid in rows.values():
+            for k in sorted(train):
+                t = _value(train.get(k))
+                row += "   %11.2e %11.2e" % (_value(valid.get(k)), t) if valid else "   %11.2e" % t
+        self.file.write(row + f"   {lr:8.1e}\n")
         self.file.flush()
 
     def close(self) -> None:

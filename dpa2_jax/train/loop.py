@@ -1,9 +1,15 @@
 """``train_and_evaluate(run, workdir)``: a training run from data to a saved model, as a list
 of calls.
 
-    read systems -> graphs and batches (data/dataset.py) -> statistics (data/stats.py, cached)
-    -> init -> jitted train step (train/step.py) -> lcurve.out, progress bar, checkpoints
+    read each task's systems -> graphs and batches (data/dataset.py) -> statistics
+    (data/stats.py) or a pretrained model (train/finetune.py) -> jitted train step per task
+    (train/step.py) -> lcurve.out, progress bar, checkpoints
     -> WORKDIR/model (a dpa2_jax model directory: dpa2_jax.load(WORKDIR) reads it)
+
+Multi-task runs draw a task per step with the tasks' probabilities (from the same seeded host
+generator as the data), then a batch of that task's data; the step updates the task's head and
+the shared descriptor. Each task's batches are padded to one shape, so there is one compiled
+training step per task (and one evaluation step); compilations are logged as they happen.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dpa2_jax.data.dataset import Dataset, read_systems
-from dpa2_jax.data.stats import apply_statistics, compute_statistics
+from dpa2_jax.data.stats import apply_statistics, task_statistics
 from dpa2_jax.descriptor import Layout, family_of
-from dpa2_jax.errors import CheckpointError, DataError, TrainingError
+from dpa2_jax.errors import CheckpointError, ConfigError, DataError, TrainingError
 from dpa2_jax.io.checkpoints import save_model
 from dpa2_jax.io.training_checkpoints import TrainCheckpoints
 from dpa2_jax.model import init
@@ -40,9 +46,8 @@ MODEL_DIR = "model"  # WORKDIR/model: the trained model as a dpa2_jax model dire
 BEST_DIR = "best"  # WORKDIR/best: the parameters of the lowest validation rmse displayed
 
 
-def _check_labels(run: RunConfig, datasets: list[Dataset]) -> None:
+def _check_labels(loss, datasets: list[Dataset]) -> None:
     """Frames without a label whose loss prefactor is non-zero: a clear error."""
-    loss = run.loss
     needs = {
         "energies": max(loss.start_pref_e, loss.limit_pref_e) > 0,
         "forces": max(loss.start_pref_f, loss.limit_pref_f) > 0,
@@ -72,36 +77,80 @@ def _mean_metrics(items: list[dict]) -> dict[str, float]:
     return {k: float(np.mean([float(m[k]) for m in items])) for k in keys}
 
 
-def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> dict:
-    """Trains ``run`` in ``workdir``; returns the final validation (or training) metrics."""
+class TaskData:
+    """One task's training and validation data, read in the model's type map."""
+
+    def __init__(self, run: RunConfig, task, one_shape: bool):
+        cfg = run.model
+        dtype = np.float64 if cfg.descriptor.precision == "float64" else np.float32
+        rcut, sel, fitting = cfg.descriptor.rcut, cfg.descriptor.sel, cfg.fitting(task.name)
+        self.task = task
+        self.train_systems = read_systems(task.training_data.systems, cfg.type_map)
+        self.train = Dataset(self.train_systems, rcut, sel, task.training_data.batch_size,
+                             task.training_data.sys_probs, dtype, fitting, one_shape)  # fmt: skip
+        self.valid = None
+        if task.validation_data is not None:
+            systems = read_systems(task.validation_data.systems, cfg.type_map)
+            self.valid = Dataset(systems, rcut, sel, task.validation_data.batch_size, None,
+                                 dtype, fitting, one_shape)  # fmt: skip
+        _check_labels(task.loss, [d for d in (self.train, self.valid) if d is not None])
+        if one_shape and self.valid is not None:  # one compiled evaluation step too
+            common = np.max([*self.train.shapes, *self.valid.shapes], axis=0)
+            self.train.pad_to(common)
+            self.valid.pad_to(common)
+
+    @property
+    def datasets(self) -> list[Dataset]:
+        return [d for d in (self.train, self.valid) if d is not None]
+
+    def stat_frames(self, run: RunConfig) -> int:
+        return run.data_stat_nbatch * max(sb.batch_size for sb in self.train.systems)
+
+
+def initial_params(run: RunConfig, data: dict[str, TaskData], seed: int, finetune=None):
+    """Parameters at step 0: initialised and with statistics from the data (descriptor moments
+    of every task's frames pooled, as DeePMD-kit merges shared descriptors; energy bias and
+    fitting-input statistics per head), or prepared from a pretrained model (``finetune``)."""
+    cfg = run.model
+    if finetune is not None:
+        from dpa2_jax.train.finetune import finetune_params
+
+        [task] = run.tasks
+        return finetune_params(cfg, finetune, data[task.name].train_systems,
+                               data[task.name].stat_frames(run), seed)  # fmt: skip
+    params = init(jax.random.key(seed), cfg)
+    stats = task_statistics(
+        cfg, {name: (d.train_systems, d.stat_frames(run)) for name, d in data.items()}
+    )
+    for name, head_stats in stats["heads"].items():
+        params = apply_statistics(params, cfg, {"descriptor": stats["descriptor"], **head_stats},
+                                  head=name)  # fmt: skip
+    return params
+
+
+def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, finetune=None) -> dict:
+    """Trains ``run`` in ``workdir``; returns the final validation (or training) metrics, with
+    a ``_NAME`` suffix per task for a multi-task run. ``finetune``: a ``train.finetune.Finetune``
+    (the pretrained model and the head to start from)."""
     cfg, tr = run.model, run.training
     enable_x64_for(cfg.descriptor.precision)
     enable_compilation_cache()
     os.makedirs(workdir, exist_ok=True)
-    dtype = np.float64 if cfg.descriptor.precision == "float64" else np.float32
-    rcut, sel = cfg.descriptor.rcut, cfg.descriptor.sel
-
-    train_systems = read_systems(tr.training_data.systems, cfg.type_map)
-    fitting = cfg.fitting(cfg.head_names[0])  # its fparam/aparam go into the graphs
-    train = Dataset(train_systems, rcut, sel, tr.training_data.batch_size,
-                    tr.training_data.sys_probs, dtype, fitting)  # fmt: skip
-    valid = None
-    if tr.validation_data is not None:
-        valid_systems = read_systems(tr.validation_data.systems, cfg.type_map)
-        valid = Dataset(
-            valid_systems, rcut, sel, tr.validation_data.batch_size, None, dtype, fitting
-        )
-    _check_labels(run, [d for d in (train, valid) if d is not None])
+    if finetune is not None and run.multi_task:
+        raise ConfigError("--finetune: fine-tuning into a multi-task model is not supported; "
+                          "fine-tune one task (a single-task input)")  # fmt: skip
+    data = {t.name: TaskData(run, t, one_shape=run.multi_task) for t in run.tasks}
+    names = [t.name for t in run.tasks]
+    probs = np.array([t.prob for t in run.tasks])
 
     seed = tr.seed if tr.seed is not None else 0
     schedule = make_schedule(run.learning_rate, tr.numb_steps)
     start_lr = float(schedule(0))
-    optimizer = make_optimizer(tr.gradient_max_norm)
-    params = init(jax.random.key(seed), cfg)
-    if not restart:  # a restart restores the statistics with the rest of the state
-        stats = compute_statistics(cfg, train_systems, max_frames=run.data_stat_nbatch * max(
-            sb.batch_size for sb in train.systems), head=cfg.head_names[0])  # fmt: skip
-        params = apply_statistics(params, cfg, stats)
+    optimizer = make_optimizer(tr.gradient_max_norm, tr.freeze_descriptor, tr.descriptor_lr_scale)
+    if restart:  # the statistics come back with the rest of the state
+        params = init(jax.random.key(seed), cfg)
+    else:
+        params = initial_params(run, data, seed, finetune)
     state = create_state(params, optimizer)
     rng, valid_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     best = {"step": 0, "rmse": math.inf}  # lowest validation rmse seen: WORKDIR/best
@@ -111,11 +160,12 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
         _explain_config_change(ckpts.read_meta().get("config", {}), run.source)
         state, meta = ckpts.restore(state)
         rng.bit_generator.state = meta["rng"]
-        train.restore(meta["data"])
         valid_rng.bit_generator.state = meta["valid_rng"]
         best = meta.get("best", best)
-        if valid is not None:
-            valid.restore(meta["valid_data"])
+        for name, d in data.items():
+            d.train.restore(meta["data"][name])
+            if d.valid is not None:
+                d.valid.restore(meta["valid_data"][name])
         logger.info("restarted from step %d", int(state.step))
     elif ckpts.latest_step() is not None:
         raise CheckpointError(
@@ -123,39 +173,58 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
             "choose another --workdir"
         )
 
-    head = cfg.head_names[0]
-    layout = training_layout(cfg, state.params, [d for d in (train, valid) if d is not None])
+    layout = training_layout(cfg, state.params, [x for d in data.values() for x in d.datasets])
     logger.info("neighbor slots laid out per compactable block: %s", layout.slots)
-    step_fn = jax.jit(make_train_step(cfg, head, run.loss, optimizer, schedule, start_lr, layout),
-                      donate_argnums=0, compiler_options=compiler_options())  # fmt: skip
-    eval_fn = jax.jit(make_eval_step(cfg, head, run.loss, start_lr, layout),
-                      compiler_options=compiler_options())  # fmt: skip
+    step_fns, eval_fns, compiled = {}, {}, set()
+    for t in run.tasks:
+        step_fns[t.name] = jax.jit(
+            make_train_step(cfg, t.name, t.loss, optimizer, schedule, start_lr, layout),
+            donate_argnums=0, compiler_options=compiler_options(),
+        )  # fmt: skip
+        eval_fns[t.name] = jax.jit(make_eval_step(cfg, t.name, t.loss, start_lr, layout),
+                                   compiler_options=compiler_options())  # fmt: skip
 
-    def validate(lr, every_frame: bool = False) -> dict | None:
+    def count_compilation(kind: str, name: str, batch) -> None:
+        key = (kind, name, batch.nodes["species"].shape[0], batch.senders.shape[0],
+               batch.n_node.shape[0])  # fmt: skip
+        if key not in compiled:
+            compiled.add(key)
+            logger.info("compiling the %s step of task %r for batches of %d atoms, %d edges, "
+                        "%d graphs (%d compilations so far)", kind, name, *key[2:],
+                        len(compiled))  # fmt: skip
+
+    def validate(name: str, lr, every_frame: bool = False) -> dict | None:
         """Validation metrics: ``numb_btch`` sampled batches (DeePMD's display), or all frames."""
+        valid = data[name].valid
         if valid is None:
             return None
         if every_frame:
             batches = [b for sb in valid.systems for b in sb.all_batches()]
         else:
-            batches = [valid.sample(valid_rng)[1] for _ in range(tr.validation_data.numb_btch)]
-        out = _mean_metrics([eval_fn(state.params, b, lr) for b in batches])
+            nb = data[name].task.validation_data.numb_btch
+            batches = [valid.sample(valid_rng)[1] for _ in range(nb)]
+        for b in batches:
+            count_compilation("evaluation", name, b)
+        out = _mean_metrics([eval_fns[name](state.params, b, lr) for b in batches])
         out.pop("loss", None)
         return out
 
     first = int(state.step)
     lcurve = LCurve(os.path.join(workdir, tr.disp_file), append=restart and first > 0,
-                    resume_step=first)  # fmt: skip
+                    resume_step=first, tasks=names if run.multi_task else None)  # fmt: skip
     progress = tqdm(total=tr.numb_steps, initial=first, desc="training", unit="step",
                     dynamic_ncols=True)  # fmt: skip
     since_display: list[str] = []
     train_metrics: list[dict] = []
-    t0, last_valid, in_flight = time.perf_counter(), None, None
+    t0, in_flight = time.perf_counter(), None
     try:
         for step in range(first, tr.numb_steps):
+            name = names[int(rng.choice(len(names), p=probs))] if run.multi_task else names[0]
+            train = data[name].train
             k, batch = train.sample(rng)
-            since_display.append(train.systems[k].system.path)
-            state, metrics = step_fn(state, batch)
+            since_display.append(f"{name}:{train.systems[k].system.path}")
+            count_compilation("training", name, batch)
+            state, metrics = step_fns[name](state, batch)
             if in_flight is not None:  # one step queued at most: the progress bar tells the truth
                 in_flight.block_until_ready()
             in_flight = metrics["loss"]
@@ -170,43 +239,68 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False) -> d
                     )
                 lr = m.pop("lr")
                 m.pop("loss")
-                last_valid = validate(lr)
-                if last_valid is not None and last_valid["rmse"] < best["rmse"]:
-                    best = {"step": step + 1, "rmse": last_valid["rmse"]}
-                    save_model(os.path.join(workdir, BEST_DIR), cfg,
-                               jax.tree.map(np.asarray, state.params), metadata=best,
-                               overwrite=True)  # fmt: skip
-                lcurve.write(step + 1, m, last_valid, lr)
-                shown = last_valid or m
+                rows = {}
+                for other in names:  # DeePMD shows every task: others on a fresh training batch
+                    if other == name:
+                        trn = m
+                    else:
+                        other_batch = data[other].train.sample(rng)[1]
+                        count_compilation("evaluation", other, other_batch)
+                        trn = {key: float(v) for key, v in
+                               eval_fns[other](state.params, other_batch, lr).items()}  # fmt: skip
+                        trn.pop("loss")
+                    rows[other] = (trn, validate(other, lr))
+                valids = [v for _, v in rows.values() if v is not None]
+                if valids:
+                    rmse = float(np.mean([v["rmse"] for v in valids]))
+                    if rmse < best["rmse"]:
+                        best = {"step": step + 1, "rmse": rmse}
+                        save_model(os.path.join(workdir, BEST_DIR), cfg,
+                                   jax.tree.map(np.asarray, state.params), metadata=best,
+                                   overwrite=True)  # fmt: skip
+                if run.multi_task:
+                    lcurve.write_tasks(step + 1, rows, lr)
+                    shown = {f"{n} f": (v or t)["rmse_f"] for n, (t, v) in rows.items()
+                             if "rmse_f" in (v or t)}  # fmt: skip
+                else:
+                    lcurve.write(step + 1, *rows[name], lr)
+                    shown = rows[name][1] or m
                 progress.set_postfix(
                     {k2: f"{v:.3g}" for k2, v in shown.items()} | {"lr": f"{lr:.1e}"}
                 )
-                train_metrics.append(m)
+                train_metrics.append({f"{key}_{n}" if run.multi_task else key: v
+                                      for n, (t, _) in rows.items() for key, v in t.items()})  # fmt: skip
                 since_display = []
             progress.update(1)
             if (step + 1) % tr.save_freq == 0 or step + 1 == tr.numb_steps:
-                ckpts.save(step + 1, state, {**_meta(run, rng, train, valid_rng, valid),
-                                             "best": best})  # fmt: skip
+                ckpts.save(step + 1, state, {**_meta(run, rng, data, valid_rng), "best": best})
     finally:
         progress.close()
         lcurve.close()
         ckpts.close()
     seconds = time.perf_counter() - t0
+    logger.info("%d compilations for %d tasks: %s", len(compiled), len(names),
+                sorted(compiled))  # fmt: skip
     save_model(os.path.join(workdir, MODEL_DIR), cfg, jax.tree.map(np.asarray, state.params),
                metadata={"trained_steps": int(state.step)}, overwrite=True)  # fmt: skip
-    final = validate(float(schedule(state.step)), every_frame=True)
+    lr = float(schedule(state.step))
+    final = {}
+    for name in names:
+        v = validate(name, lr, every_frame=True)
+        if v is not None:
+            final.update({f"{k}_{name}" if run.multi_task else k: x for k, x in v.items()})
     final = final or (train_metrics[-1] if train_metrics else {})
-    return {"steps": int(state.step), "seconds": seconds, **final}
+    return {"steps": int(state.step), "seconds": seconds, "compilations": len(compiled), **final}
 
 
-def _meta(run: RunConfig, rng, train: Dataset, valid_rng, valid: Dataset | None) -> dict:
+def _meta(run: RunConfig, rng, data: dict[str, TaskData], valid_rng) -> dict:
     """What a restart needs beside the state: the config, host RNGs and data positions."""
     return {
         "config": json.loads(json.dumps(run.source)),
         "rng": rng.bit_generator.state,
-        "data": train.state(),
+        "data": {name: d.train.state() for name, d in data.items()},
         "valid_rng": valid_rng.bit_generator.state,
-        "valid_data": valid.state() if valid is not None else [],
+        "valid_data": {name: d.valid.state() for name, d in data.items() if d.valid is not None},
     }
 
 

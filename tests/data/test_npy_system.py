@@ -24,6 +24,7 @@ BUNDLED = [
     ("cho_molecules/C4H3O1", 15, 8, ("C", "H", "O"), False, False, False),
     ("chno_molecules/H10C5N2O", 9, 18, ("C", "H", "N", "O"), True, False, True),
     ("chno_molecules/H8C4N2O", 11, 15, ("C", "H", "N", "O"), True, False, True),
+    ("gete", 36, 216, ("Ge", "Te"), True, False, False),
 ]
 
 

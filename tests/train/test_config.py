@@ -20,21 +20,22 @@ def test_python_config_and_its_json_twin_agree(tmp_path):
     (folder / "input.json").write_text(json.dumps(section))
     from_py = read_input(SMALL)
     from_json = read_input(folder / "input.json")
-    for section in ("model", "learning_rate", "loss"):
+    for section in ("model", "learning_rate"):
         assert getattr(from_json, section) == getattr(from_py, section)
+    assert from_json.tasks[0].loss == from_py.tasks[0].loss
     assert from_json.training.numb_steps == from_py.training.numb_steps
     # system paths are relative to each file
     water = ("tests", "systems", "water", "data_0")
-    assert from_py.training.training_data.systems[0] == str(ROOT.joinpath(*water))
-    assert from_json.training.training_data.systems[0] == str(tmp_path.joinpath(*water))
-    assert from_py.learning_rate.stop_lr == 3.51e-08 and from_py.loss.start_pref_f == 1000
+    assert from_py.tasks[0].training_data.systems[0] == str(ROOT.joinpath(*water))
+    assert from_json.tasks[0].training_data.systems[0] == str(tmp_path.joinpath(*water))
+    assert from_py.learning_rate.stop_lr == 3.51e-08 and from_py.tasks[0].loss.start_pref_f == 1000
 
 
 def test_overrides_are_json_values():
     run = read_input(SMALL, ["training.numb_steps=20", "learning_rate.start_lr=2e-3",
                              'training.training_data.batch_size="auto:64"'])  # fmt: skip
     assert run.training.numb_steps == 20 and run.learning_rate.start_lr == 2e-3
-    assert run.training.training_data.batch_size == "auto:64"
+    assert run.tasks[0].training_data.batch_size == "auto:64"
 
 
 @pytest.mark.parametrize(
@@ -60,4 +61,4 @@ def test_water_medium_is_small_with_six_attention_layers():
     rf = medium.model.descriptor.repformer
     assert rf.nlayers == 6 and rf.update_g2_has_attn
     assert small.model.descriptor.repformer.nlayers == 3
-    assert medium.training == small.training and medium.loss == small.loss
+    assert medium.training == small.training and medium.tasks == small.tasks
