@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from dpa2_jax.errors import ConfigError
+from dpa2_jax.train import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ Multi-task training (DeePMD-kit's model_dict / shared_dict / loss_dict / data_di
 model_prob): one shared descriptor, a head per task; each step trains one sampled task's head and
 the descriptor. lcurve.out gets every task's columns (rmse_f_val_TASK ...). Use a head with
 `dpa2-jax test WORKDIR SYSTEM --head TASK`, dpa2_jax.load(WORKDIR).evaluate(..., head=TASK).
+
+Several devices: every visible device trains data parallel, each on its own batch of
+batch_size frames (global batch = devices x batch_size); --distributed starts one process per
+host (docs/distributed.md).
 
 Fine-tuning: --finetune PRETRAINED (a training workdir, model directory or DeePMD .dp) with
 --model-branch HEAD (start from that head's fitting net) or RANDOM (a fresh one). The input's
@@ -54,10 +59,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model-branch", metavar="HEAD", default=None,
                         help="with --finetune: the pretrained head to start from, or RANDOM for "
                         "a fresh fitting net (needed when the pretrained model has several)")
+    distributed.add_arguments(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.initialize(args)  # before any other JAX call
     from dpa2_jax.train.config import read_input
     from dpa2_jax.train.finetune import Finetune
     from dpa2_jax.train.loop import train_and_evaluate
@@ -75,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
     result = train_and_evaluate(run_cfg, args.workdir, restart=args.restart, finetune=finetune)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("rmse"))
     validated = all(t.validation_data is not None for t in run_cfg.tasks)
-    print(f"trained {result['steps']} steps in {result['seconds']:.1f} s "
-          f"({result['compilations']} compilations); "
+    if not distributed.is_chief():
+        return 0
+    print(f"trained {result['steps']} steps in {result['seconds']:.1f} s on "
+          f"{result['devices']} device(s) ({result['compilations']} compilations); "
           f"{'validation' if validated else 'training'}: {shown}")  # fmt: skip
     print(f"next: dpa2-jax test {args.workdir} SYSTEM   |   dpa2-jax export {args.workdir} "
           f"model.dp   |   dpa2_jax.load({args.workdir!r})")  # fmt: skip

@@ -453,3 +453,27 @@ def find_systems(root: str | os.PathLike) -> list[str]:
     if not found:
         raise DataError(f"{root}: no DeePMD system (no folder with type.raw) found")
     return sorted(found)
+
+
+def write_npy_system(system: System, path: str | os.PathLike) -> str:
+    """Writes ``system`` as a DeePMD npy folder (``type.raw``, ``type_map.raw``, ``set.000/``
+    with coord/box/energy/force/virial/fparam/aparam.npy where present; ``nopbc`` without
+    cells), float64, readable by ``read_npy_system`` and by DeePMD-kit. Returns the path."""
+    root = pathlib.Path(path)
+    sets = root / "set.000"
+    sets.mkdir(parents=True, exist_ok=True)
+    nf = system.nframes
+    np.savetxt(root / "type.raw", system.atom_types, fmt="%d")
+    (root / "type_map.raw").write_text("".join(f"{e}\n" for e in system.type_map))
+    np.save(sets / "coord.npy", system.coords.reshape(nf, -1))
+    if system.cells is None:
+        (root / "nopbc").touch()
+    else:
+        np.save(sets / "box.npy", system.cells.reshape(nf, 9))
+    for name, value in (("energy", system.energies), ("force", system.forces),
+                        ("virial", system.virials), ("fparam", system.fparams),
+                        ("aparam", system.aparams)):  # fmt: skip
+        if value is not None:
+            shape = (nf,) if name == "energy" else (nf, -1)
+            np.save(sets / f"{name}.npy", np.asarray(value).reshape(shape))
+    return str(root)

@@ -6,6 +6,11 @@ of calls.
     (train/step.py) -> lcurve.out, progress bar, checkpoints
     -> WORKDIR/model (a dpa2_jax model directory: dpa2_jax.load(WORKDIR) reads it)
 
+With several devices (GPUs, TPU cores, forced CPU devices, or several processes started by
+``--distributed``) the step is data parallel (``train/parallel.py``): each device takes its own
+batch of the configured size from the same system, so the global batch is devices x batch_size;
+process 0 alone writes lcurve.out, the progress bar and the model.
+
 Multi-task runs draw a task per step with the tasks' probabilities (from the same seeded host
 generator as the data), then a batch of that task's data; the step updates the task's head and
 the shared descriptor. Each task's batches are padded to one shape, so there is one compiled
@@ -35,6 +40,7 @@ from dpa2_jax.model.jax_setup import compiler_options, enable_compilation_cache,
 from dpa2_jax.model.layout import compact_layout
 from dpa2_jax.train.config import RunConfig
 from dpa2_jax.train.lcurve import LCurve
+from dpa2_jax.train import parallel
 from dpa2_jax.train.optimizer import make_optimizer
 from dpa2_jax.train.schedules import make_schedule
 from dpa2_jax.train.state import create_state
@@ -151,7 +157,15 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
         params = init(jax.random.key(seed), cfg)
     else:
         params = initial_params(run, data, seed, finetune)
+    mesh = parallel.make_mesh()
+    n_device, chief = mesh.devices.size, jax.process_index() == 0
     state = create_state(params, optimizer)
+    if n_device > 1:
+        state = parallel.replicate(mesh, state)
+    logger.info(
+        "training on %d device(s) (%s) in %d process(es); global batch = %d x the per-device "
+        "batch_size", n_device, jax.devices()[0].platform, jax.process_count(), n_device,
+    )  # fmt: skip
     rng, valid_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     best = {"step": 0, "rmse": math.inf}  # lowest validation rmse seen: WORKDIR/best
 
@@ -177,16 +191,22 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
     logger.info("neighbor slots laid out per compactable block: %s", layout.slots)
     step_fns, eval_fns, compiled = {}, {}, set()
     for t in run.tasks:
-        step_fns[t.name] = jax.jit(
-            make_train_step(cfg, t.name, t.loss, optimizer, schedule, start_lr, layout),
-            donate_argnums=0, compiler_options=compiler_options(),
-        )  # fmt: skip
+        if n_device > 1:
+            step_fns[t.name] = parallel.make_parallel_train_step(
+                mesh, cfg, t.name, t.loss, optimizer, schedule, start_lr, layout,
+                compiler_options(),
+            )  # fmt: skip
+        else:
+            step_fns[t.name] = jax.jit(
+                make_train_step(cfg, t.name, t.loss, optimizer, schedule, start_lr, layout),
+                donate_argnums=0, compiler_options=compiler_options(),
+            )  # fmt: skip
         eval_fns[t.name] = jax.jit(make_eval_step(cfg, t.name, t.loss, start_lr, layout),
                                    compiler_options=compiler_options())  # fmt: skip
 
     def count_compilation(kind: str, name: str, batch) -> None:
-        key = (kind, name, batch.nodes["species"].shape[0], batch.senders.shape[0],
-               batch.n_node.shape[0])  # fmt: skip
+        key = (kind, name, batch.nodes["species"].shape[-1], batch.senders.shape[-1],
+               batch.n_node.shape[-1])  # fmt: skip
         if key not in compiled:
             compiled.add(key)
             logger.info("compiling the %s step of task %r for batches of %d atoms, %d edges, "
@@ -205,15 +225,17 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
             batches = [valid.sample(valid_rng)[1] for _ in range(nb)]
         for b in batches:
             count_compilation("evaluation", name, b)
-        out = _mean_metrics([eval_fns[name](state.params, b, lr) for b in batches])
+        params = parallel.unreplicate(state.params) if n_device > 1 else state.params
+        out = _mean_metrics([eval_fns[name](params, b, lr) for b in batches])
         out.pop("loss", None)
         return out
 
     first = int(state.step)
-    lcurve = LCurve(os.path.join(workdir, tr.disp_file), append=restart and first > 0,
-                    resume_step=first, tasks=names if run.multi_task else None)  # fmt: skip
+    lcurve = LCurve(os.path.join(workdir, tr.disp_file) if chief else os.devnull,
+                    append=restart and first > 0, resume_step=first,
+                    tasks=names if run.multi_task else None)  # fmt: skip
     progress = tqdm(total=tr.numb_steps, initial=first, desc="training", unit="step",
-                    dynamic_ncols=True)  # fmt: skip
+                    dynamic_ncols=True, disable=not chief)  # fmt: skip
     since_display: list[str] = []
     train_metrics: list[dict] = []
     t0, in_flight = time.perf_counter(), None
@@ -221,7 +243,11 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
         for step in range(first, tr.numb_steps):
             name = names[int(rng.choice(len(names), p=probs))] if run.multi_task else names[0]
             train = data[name].train
-            k, batch = train.sample(rng)
+            if n_device > 1:
+                k, local = parallel.sample_device_batches(train, rng, mesh)
+                batch = parallel.shard_batch(mesh, local)
+            else:
+                k, batch = train.sample(rng)
             since_display.append(f"{name}:{train.systems[k].system.path}")
             count_compilation("training", name, batch)
             state, metrics = step_fns[name](state, batch)
@@ -246,8 +272,10 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
                     else:
                         other_batch = data[other].train.sample(rng)[1]
                         count_compilation("evaluation", other, other_batch)
+                        params = (parallel.unreplicate(state.params) if n_device > 1
+                                  else state.params)  # fmt: skip
                         trn = {key: float(v) for key, v in
-                               eval_fns[other](state.params, other_batch, lr).items()}  # fmt: skip
+                               eval_fns[other](params, other_batch, lr).items()}  # fmt: skip
                         trn.pop("loss")
                     rows[other] = (trn, validate(other, lr))
                 valids = [v for _, v in rows.values() if v is not None]
@@ -255,9 +283,10 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
                     rmse = float(np.mean([v["rmse"] for v in valids]))
                     if rmse < best["rmse"]:
                         best = {"step": step + 1, "rmse": rmse}
-                        save_model(os.path.join(workdir, BEST_DIR), cfg,
-                                   jax.tree.map(np.asarray, state.params), metadata=best,
-                                   overwrite=True)  # fmt: skip
+                        if chief:
+                            save_model(os.path.join(workdir, BEST_DIR), cfg,
+                                       jax.tree.map(np.asarray, state.params), metadata=best,
+                                       overwrite=True)  # fmt: skip
                 if run.multi_task:
                     lcurve.write_tasks(step + 1, rows, lr)
                     shown = {f"{n} f": (v or t)["rmse_f"] for n, (t, v) in rows.items()
@@ -281,8 +310,11 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
     seconds = time.perf_counter() - t0
     logger.info("%d compilations for %d tasks: %s", len(compiled), len(names),
                 sorted(compiled))  # fmt: skip
-    save_model(os.path.join(workdir, MODEL_DIR), cfg, jax.tree.map(np.asarray, state.params),
-               metadata={"trained_steps": int(state.step)}, overwrite=True)  # fmt: skip
+    if chief:
+        save_model(os.path.join(workdir, MODEL_DIR), cfg,
+                   jax.tree.map(np.asarray, state.params),
+                   metadata={"trained_steps": int(state.step), "devices": n_device},
+                   overwrite=True)  # fmt: skip
     lr = float(schedule(state.step))
     final = {}
     for name in names:
@@ -290,7 +322,8 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
         if v is not None:
             final.update({f"{k}_{name}" if run.multi_task else k: x for k, x in v.items()})
     final = final or (train_metrics[-1] if train_metrics else {})
-    return {"steps": int(state.step), "seconds": seconds, "compilations": len(compiled), **final}
+    return {"steps": int(state.step), "seconds": seconds, "compilations": len(compiled),
+            "devices": n_device, **final}  # fmt: skip
 
 
 def _meta(run: RunConfig, rng, data: dict[str, TaskData], valid_rng) -> dict:
