@@ -294,3 +294,29 @@ def test_pretrain_mini_config_is_a_three_task_model():
     run = read_input(ROOT / "configs" / "pretrain_mini.py")
     assert set(run.model.head_names) == {"water", "water_virial", "cho"} and run.multi_task
     assert run.model.type_map == ("H", "C", "N", "O")
+
+
+def test_heads_exported_to_dp_and_merged_back_give_deepmds_numbers(pretrained, tmp_path):
+    """Each head of the pretrained model -> its own .dp (DeePMD-kit's format) -> merged again
+    into one multi-head model: every head gives what DeePMD-kit computes from its .dp file."""
+    pytest.importorskip("deepmd")
+    from deepmd.dpmodel.model.base_model import BaseModel
+    from deepmd.dpmodel.utils.serialization import load_dp_model
+
+    files = {}
+    for head in ("water", "cho"):
+        files[head] = tmp_path / f"{head}.dp"
+        assert main(["export", str(pretrained), str(files[head]), "--head", head]) == 0
+    merged = tmp_path / "merged"
+    assert main(["convert", str(files["water"]), str(files["cho"]), str(merged)]) == 0
+    pot = dpa2_jax.load(merged)
+    assert pot.heads == ("water", "cho")
+    coord = np.load(CHO / "C4H3O1" / "set.000" / "coord.npy")[:2].reshape(2, -1, 3)
+    types = np.loadtxt(CHO / "C4H3O1" / "type.raw", dtype=int)  # C, H, O in that folder
+    symbols = [["C", "H", "O"][t] for t in types]
+    model_types = np.array([pot.type_map.index(s) for s in symbols])
+    for head, path in files.items():
+        theirs = BaseModel.deserialize(load_dp_model(str(path))["model"])
+        ref = theirs.call(coord.reshape(2, -1), np.tile(model_types, (2, 1)), box=None)
+        ours = pot.evaluate(coord, None, symbols, head=head)["energy"]
+        np.testing.assert_allclose(ours, np.asarray(ref["energy"]).reshape(2), rtol=0, atol=1e-10)
