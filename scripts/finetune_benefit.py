@@ -34,7 +34,6 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SYSTEMS = ROOT / "tests" / "systems"
@@ -165,8 +164,11 @@ def run(args: argparse.Namespace) -> dict:
                     _train(_input(target, train_dirs, valid_dirs, steps, args.seed), folder,
                            *extra)  # fmt: skip
                 row[method] = _validate(folder / "run", valids)
-                print(f"{target} n={n} {method}: force RMSE {row[method]['rmse_f']:.4f} eV/A, "
-                      f"energy RMSE {row[method]['rmse_e']:.4f} eV/atom", flush=True)
+                print(
+                    f"{target} n={n} {method}: force RMSE {row[method]['rmse_f']:.4f} eV/A, "
+                    f"energy RMSE {row[method]['rmse_e']:.4f} eV/atom",
+                    flush=True,
+                )
             results["targets"].setdefault(target, {})[str(n)] = row
     if args.deepmd_results:
         results["deepmd"] = json.loads(pathlib.Path(args.deepmd_results).read_text())
@@ -238,8 +240,11 @@ def main() -> None:
     parser.add_argument("--branch", default="cho", help="pretrained head to start from")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--deepmd-results", default=None)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a few steps and sizes 2 and 4 (a smoke test of the pipeline)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a few steps and sizes 2 and 4 (a smoke test of the pipeline)",
+    )
     args = parser.parse_args()
     if args.tiny:
         args.pretrain_steps, args.steps, args.sizes = 10, 4, [2, 4]

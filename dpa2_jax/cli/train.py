@@ -54,11 +54,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="folder for lcurve.out, checkpoints/ and model/")  # fmt: skip
     parser.add_argument("--restart", action="store_true",
                         help="continue from the latest checkpoint in WORKDIR")  # fmt: skip
-    parser.add_argument("--finetune", metavar="PRETRAINED", default=None,
-                        help="start from a pretrained model (workdir, model directory or .dp)")
-    parser.add_argument("--model-branch", metavar="HEAD", default=None,
-                        help="with --finetune: the pretrained head to start from, or RANDOM for "
-                        "a fresh fitting net (needed when the pretrained model has several)")
+    parser.add_argument(
+        "--finetune",
+        metavar="PRETRAINED",
+        default=None,
+        help="start from a pretrained model (workdir, model directory or .dp)",
+    )
+    parser.add_argument(
+        "--model-branch",
+        metavar="HEAD",
+        default=None,
+        help="with --finetune: the pretrained head to start from, or RANDOM for "
+        "a fresh fitting net (needed when the pretrained model has several)",
+    )
     distributed.add_arguments(parser)
     return parser
 

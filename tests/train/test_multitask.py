@@ -57,7 +57,11 @@ def multi_task_input(steps: int = 6) -> dict:
 
 def test_multi_task_input_merges_type_maps_and_normalises_probabilities():
     run = run_config(multi_task_input())
-    assert run.model.type_map == ("O", "H", "C") and run.model.head_names == ("water", "cho", "cho2")
+    assert run.model.type_map == ("O", "H", "C") and run.model.head_names == (
+        "water",
+        "cho",
+        "cho2",
+    )
     assert [t.name for t in run.tasks] == ["water", "cho", "cho2"]
     assert [t.prob for t in run.tasks] == pytest.approx([1 / 3] * 3)
     assert run.tasks[2].validation_data is None
@@ -234,7 +238,10 @@ def test_finetune_with_frozen_descriptor_trains_the_head_only(pretrained, tmp_pa
         start = carry_over(old_cfg, old_params, cfg, "cho", seed=5)
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(start["descriptor"])[0],
                             jax.tree.leaves(tuned["descriptor"]), strict=True):  # fmt: skip
-        if getattr(path[-1], "key", None) not in ("davg", "dstd"):  # the new element's statistics are set
+        if getattr(path[-1], "key", None) not in (
+            "davg",
+            "dstd",
+        ):  # the new element's statistics are set
             np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
     w0 = start["heads"]["default"]["fitting"]["layers"][0]["w"]
     assert not np.array_equal(w0, tuned["heads"]["default"]["fitting"]["layers"][0]["w"])

@@ -1,0 +1,29 @@
+"""scripts/finetune_benefit.py end to end in miniature: pretraining, fine-tuning, training from
+scratch and zero-shot on both held-out targets, with its table and plot (a few steps each)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_tiny_benefit_pipeline_writes_table_and_plot(tmp_path):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, str(ROOT / "scripts" / "finetune_benefit.py"), "--workdir",
+           str(tmp_path), "--tiny"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["targets"]) == {"chno", "gete"}
+    for rows in results["targets"].values():
+        assert set(rows) == {"2", "4"}
+        for row in rows.values():
+            assert set(row) == {"zero_shot", "finetuned", "scratch"}
+            assert all(v["rmse_f"] > 0 for v in row.values())
+    assert "| chno | 2 |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "benefit.png").stat().st_size > 10_000
