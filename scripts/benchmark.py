@@ -246,6 +246,65 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     }
 
 
+def parallel_train_step(model: str, precision: str, n_devices: int, repeats: int) -> dict:
+    """Data-parallel training (train/parallel.py) of configs/<model>.py on ``n_devices`` forced
+    CPU devices, one 192-atom water frame per device per step: frames/s and atoms/s after
+    compilation. Must run in a fresh process (run_isolated): the device count is set before
+    JAX starts. The devices share this machine's cores, so this measures the overhead of the
+    data-parallel step, not a speed-up."""
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", n_devices)
+    from dpa2_jax.data.dataset import Dataset, read_systems
+    from dpa2_jax.train import parallel
+    from dpa2_jax.train.loop import training_layout
+    from dpa2_jax.train.loss import EnergyLossConfig
+    from dpa2_jax.train.optimizer import make_optimizer
+    from dpa2_jax.train.schedules import LearningRateConfig, make_schedule
+    from dpa2_jax.train.state import create_state
+
+    cfg, params = _model(model, precision)
+    assert jax.device_count() == n_devices, jax.devices()
+    dtype = np.float64 if precision == "float64" else np.float32
+    data = Dataset(read_systems([WATER], cfg.type_map), cfg.descriptor.rcut, cfg.descriptor.sel,
+                   1, dtype=dtype)  # fmt: skip
+    schedule = make_schedule(LearningRateConfig(start_lr=1e-3, stop_lr=3.51e-8), 1_000_000)
+    optimizer = make_optimizer()
+    loss = EnergyLossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000, limit_pref_f=1)
+    layout = training_layout(cfg, params, [data])
+    mesh = parallel.make_mesh()
+    step = parallel.make_parallel_train_step(mesh, cfg, None, loss, optimizer, schedule, 1e-3,
+                                             layout)  # fmt: skip
+    state = parallel.replicate(mesh, create_state(params, optimizer))
+    rng = np.random.default_rng(0)
+    batches = [parallel.shard_batch(mesh, parallel.sample_device_batches(data, rng, mesh)[1])
+               for _ in range(repeats + 1)]  # fmt: skip
+    start = time.perf_counter()
+    state, _ = jax.block_until_ready(step(state, batches[0]))
+    compile_s = time.perf_counter() - start
+    times = []
+    for batch in batches[1:]:
+        start = time.perf_counter()
+        state, _ = jax.block_until_ready(step(state, batch))
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return {
+        "devices": n_devices,
+        "seconds_per_step": round(seconds, 4),
+        "frames_per_second": round(n_devices / seconds, 3),
+        "atoms_per_second": round(192 * n_devices / seconds, 1),
+        "compile_seconds": round(compile_s, 2),
+    }
+
+
+def parallel_train(model: str, precision: str, repeats: int) -> dict:
+    """``parallel_train_step`` on 1, 2 and 4 CPU devices, each in its own process."""
+    return {
+        f"{n}_devices": run_isolated(f"parallel_train_{model}_{precision}_{n}dev", repeats)
+        for n in (1, 2, 4)
+    }
+
+
 def reference_train_step(model: str, repeats: int) -> dict:
     """The same optimizer step in DeePMD-kit 3.2.0's PyTorch backend (float64): its model
     deserialised from ours, its EnergyStdLoss, torch Adam; one 192-atom water frame per step.
@@ -387,6 +446,140 @@ def compare(model: str, repeats: int) -> dict:
     }
 
 
+# MD neighbor-list skin, A: rcut 6 A + skin must stay under half of 192-atom water's 12.44 A box
+MD_SKIN = 0.2
+
+
+def _water_atoms(n_atoms: int):
+    """Tiled water (``tiled_water``) as periodic ase.Atoms, and its type indices (O 0, H 1)."""
+    import ase
+
+    positions, cell = tiled_water(n_atoms)
+    types = np.tile(np.loadtxt(WATER / "type.raw", dtype=int), len(positions) // 192)
+    return ase.Atoms(np.array(["O", "H"])[types], positions, cell=cell, pbc=True), types
+
+
+def _chunk_timer(run, state, nbr, allocate, steps: int):
+    """A function running ``steps`` MD steps per call from the last state; a chunk whose neighbor
+    list overflowed is redone with a reallocated list (not counted: it recompiles)."""
+    import jax
+
+    def chunk():
+        nonlocal state, nbr
+        for _ in range(5):
+            new_state, new_nbr = jax.block_until_ready(run(state, nbr, steps))
+            if not bool(new_nbr.did_buffer_overflow):
+                state, nbr = new_state, new_nbr
+                return float(new_state.position[0, 0])
+            nbr = allocate(state)
+        raise RuntimeError("the neighbor list kept overflowing")
+
+    return chunk
+
+
+def _reference_md(model: str, n_atoms: int, steps: int):
+    """DeePMD-kit 3.2.0's JAX backend as JAX-MD NVE (``deepmd.jax.jax_md.as_jax_md``, real
+    coordinates in ``space.periodic``, dense list, skin MD_SKIN): (chunk function, compile s)."""
+    import ase.units
+    import deepmd.jax.model  # noqa: F401  (registers the model types)
+    import jax
+    import jax.numpy as jnp
+    from deepmd.jax.jax_md import as_jax_md
+    from deepmd.jax.model.base_model import BaseModel
+    from jax_md import simulate, space
+
+    from dpa2_jax.io.deepmd_export import to_deepmd
+
+    cfg, params = _model(model, "float64")
+    jax_model = BaseModel.deserialize(to_deepmd(cfg, jax.tree.map(np.asarray, params)))
+    atoms, types = _water_atoms(n_atoms)
+    side = jnp.asarray(np.diag(atoms.cell.array))
+    displacement, shift = space.periodic(side)
+    nbr_fn, energy = as_jax_md(jax_model, displacement, side, types, dr_threshold=MD_SKIN)
+    init_fn, apply_fn = simulate.nve(energy, shift, 0.5 * ase.units.fs)
+    R = jnp.asarray(atoms.positions)
+    nbr = nbr_fn.allocate(R)
+    state = init_fn(jax.random.PRNGKey(0), R, ase.units.kB * 300.0,
+                    mass=jnp.asarray(atoms.get_masses()), neighbor=nbr)  # fmt: skip
+
+    @jax.jit
+    def run(state, nbr, n):
+        def step(_, carry):
+            state, nbr = carry
+            nbr = nbr.update(state.position)
+            return apply_fn(state, neighbor=nbr), nbr
+
+        return jax.lax.fori_loop(0, n, step, (state, nbr))
+
+    chunk = _chunk_timer(run, state, nbr, lambda s: nbr_fn.allocate(s.position), steps)
+    start = time.perf_counter()
+    chunk()
+    return chunk, time.perf_counter() - start
+
+
+def _our_md(model: str, precision: str, n_atoms: int, steps: int):
+    """dpa2_jax's NVE (md/simulate.py, as ``dpa2-jax md`` runs it: JAX-MD velocity Verlet,
+    fractional coordinates, dense list, skin MD_SKIN, 0.5 fs, 300 K): (chunk function, compile s)."""
+    from dpa2_jax.md.simulate import MDConfig, build_simulation
+    from dpa2_jax.model.potential import Potential
+
+    cfg, params = _model(model, precision)
+    atoms, _ = _water_atoms(n_atoms)
+    sim = build_simulation(Potential(cfg, params), atoms, MDConfig(skin=MD_SKIN))
+    state, nbr = sim.init(0)
+    chunk = _chunk_timer(sim.run, state, nbr, sim.allocate, steps)
+    start = time.perf_counter()
+    chunk()
+    return chunk, time.perf_counter() - start
+
+
+def _md_numbers(median: float, times: list[float], n_atoms: int, steps: int) -> dict:
+    return {
+        "seconds_per_step": round(median / steps, 5),
+        "steps_per_second": round(steps / median, 2),
+        "us_per_atom_step": round(median / steps / n_atoms * 1e6, 3),
+        "seconds_per_chunk_all": [round(t, 4) for t in times],
+    }
+
+
+def md_nve(model: str, precision: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
+    """NVE MD of tiled water, ``steps`` steps (neighbor-list update, energy, forces, velocity
+    Verlet) per jitted ``fori_loop`` call, timed per call after compilation; peak host memory."""
+    chunk, compile_s = _our_md(model, precision, n_atoms, steps)
+    median, times, _ = timed(chunk, repeats)
+    return {"atoms": n_atoms, "steps_per_call": steps, **_md_numbers(median, times, n_atoms, steps),
+            "compile_seconds": round(compile_s, 2), "peak_rss_gb": _peak_rss_gb()}  # fmt: skip
+
+
+def reference_md_nve(model: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
+    """``md_nve`` with DeePMD-kit 3.2.0's JAX backend (needs deepmd-kit and jax-md)."""
+    chunk, compile_s = _reference_md(model, n_atoms, steps)
+    median, times, _ = timed(chunk, repeats)
+    return {"atoms": n_atoms, "steps_per_call": steps, **_md_numbers(median, times, n_atoms, steps),
+            "compile_seconds": round(compile_s, 2), "peak_rss_gb": _peak_rss_gb()}  # fmt: skip
+
+
+def compare_md(model: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
+    """``md_nve`` of dpa2_jax and of DeePMD-kit's JAX backend in one process, float64, chunks
+    timed alternately so that machine noise hits both alike."""
+    ours, ours_compile = _our_md(model, "float64", n_atoms, steps)
+    theirs, theirs_compile = _reference_md(model, n_atoms, steps)
+    t_ours, t_ref = [], []
+    for _ in range(repeats):
+        t_ours.append(timed(ours, 1)[0])
+        t_ref.append(timed(theirs, 1)[0])
+    m_ours, m_ref = statistics.median(t_ours), statistics.median(t_ref)
+    compile_s = {"dpa2_jax": round(ours_compile, 2), "deepmd_jax": round(theirs_compile, 2)}
+    return {
+        "atoms": n_atoms,
+        "steps_per_call": steps,
+        "dpa2_jax": _md_numbers(m_ours, t_ours, n_atoms, steps),
+        "deepmd_jax": _md_numbers(m_ref, t_ref, n_atoms, steps),
+        "speedup": round(m_ref / m_ours, 2),
+        "compile_seconds": compile_s,
+    }
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "neighbor_list_100k": neighbor_list_100k,
     "init_small": lambda a: init_time("small", a.repeats),
@@ -394,6 +587,13 @@ CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "train_step_small_float64": lambda a: train_step("small", "float64", a.repeats),
     "train_step_small_float32": lambda a: train_step("small", "float32", a.repeats),
     "reference_train_step_small_float64": lambda a: reference_train_step("small", a.repeats),
+    "parallel_train_tiny_float64": lambda a: parallel_train("tiny", "float64", a.repeats),
+    **{
+        f"parallel_train_tiny_float64_{n}dev": lambda a, n=n: parallel_train_step(
+            "tiny", "float64", n, a.repeats
+        )
+        for n in (1, 2, 4)
+    },  # fmt: skip
 }
 for _m in ("small", "medium"):
     for _p in ("float64", "float32"):
@@ -404,6 +604,11 @@ for _p in ("float64", "float32"):  # the se_e2_a student (configs/se_e2_a_water.
     CASES[f"se_e2_a_water_{_p}_192"] = lambda a, p=_p: inference("se_e2_a_water", p, 192, a.repeats)
 for _n in (1536, 5184, 12288):
     CASES[f"small_float64_{_n}"] = lambda a, n=_n: inference("small", "float64", n, a.repeats)
+for _p in ("float64", "float32"):  # MD: 10 NVE steps per jitted call
+    for _n in (192, 1536, 12288, 98304):
+        CASES[f"md_small_{_p}_{_n}"] = lambda a, p=_p, n=_n: md_nve("small", p, n, a.repeats)
+CASES["reference_md_small_float64_192"] = lambda a: reference_md_nve("small", 192, a.repeats)
+CASES["compare_md_small_float64_192"] = lambda a: compare_md("small", 192, a.repeats)
 DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_small_float64",
            "train_step_small_float32", "small_float64_192", "small_float32_192",
            "medium_float64_192", "medium_float32_192", "small_float64_1536",

@@ -1,7 +1,9 @@
 """Molecular dynamics front ends: an ASE calculator and a JAX-MD energy function.
 
 ``energy_fn``, ``neighbor_fn``, ``box_from_cell`` and ``cell_from_box`` (``md/jax_md.py``) import
-JAX-MD only when asked for (the ``[md]`` extra).
+JAX-MD only when asked for (the ``[md]`` extra), as do ``md/simulate.py`` (NVE/NVT/NPT with JAX-MD's
+integrators, behind ``dpa2-jax md``) and ``md/output.py`` (its structure, thermo.log and extxyz
+files).
 """
 
 from dpa2_jax.md.ase_calculator import DPA2Calculator

@@ -18,10 +18,11 @@ from neighbor j to center i with the integer image shift of JAX-MD's minimum ima
 n = -floor(u_j - u_i + 1/2) in fractional coordinates u, so that
 r_ij = x_j - x_i + n @ cell (``graph/graph.py``). The model then keeps, per center, the ``sel``
 nearest within ``rcut`` with the host's rule (``slots_on_device=True``, ``graph/slots.py``):
-the numbers equal ``Potential.evaluate``'s. ``perturbation`` (JAX-MD's strain, applied to every
-displacement, r -> P r) makes ``quantity.stress`` work; ``box`` replaces the box given at
-construction (NPT). The forces are real-space gradients for both kinds of coordinates (JAX-MD's
-``space.transform`` convention), so ``shift_fn(R, force)`` works as with JAX-MD's own potentials.
+the numbers equal ``Potential.evaluate``'s. ``perturbation`` (JAX-MD's strain, [3, 3] or a
+scalar as NPT passes it, applied to every displacement, r -> P r) makes ``quantity.stress``
+work; ``box`` replaces the box given at construction (NPT). The forces are real-space
+gradients for both kinds of coordinates (JAX-MD's ``space.transform`` convention), so
+``shift_fn(R, force)`` works as with JAX-MD's own potentials.
 
 Coordinates: periodic boxes take fractional coordinates in [0, 1)^3 by default
 (``fractional_coordinates=True``, as ``space.periodic_general``) or real ones
@@ -158,10 +159,29 @@ def neighbor_fn(
             "coordinates (fractional_coordinates=False) for Sparse/OrderedSparse"
         )
     displacement, _ = space.periodic_general(box, fractional_coordinates=fractional_coordinates)
-    return partition.neighbor_list(
+    fns = partition.neighbor_list(
         displacement, box, pot.rcut, dr_threshold, capacity_multiplier,
         fractional_coordinates=fractional_coordinates, format=format, **kwargs,
     )  # fmt: skip
+    return _static_cell_size(fns)
+
+
+def _static_cell_size(fns: partition.NeighborListFns) -> partition.NeighborListFns:
+    """Lists whose static ``cell_size`` is a Python float rather than a JAX array.
+
+    JAX-MD 0.2.29 stores it as an array in the list's pytree metadata; comparing two such
+    lists' tree structures inside a trace (a second simulation's ``init_fn`` in one process)
+    then fails with a TracerBoolConversionError.
+    """
+
+    def allocate(position, extra_capacity: int = 0, **kwargs):
+        nbr = fns.allocate(position, extra_capacity, **kwargs)
+        size = nbr.cell_size
+        if size is not None and np.ndim(size) == 0:
+            nbr = nbr.set(cell_size=float(size))
+        return nbr
+
+    return partition.NeighborListFns(allocate, fns.update)
 
 
 def _edges(idx: Array, fmt: NeighborListFormat, n_atoms: int) -> tuple[Array, Array]:
@@ -207,7 +227,7 @@ def energy_fn(
 
     The returned function takes R [N, 3] (fractional or Angstrom) and keywords: ``neighbor``
     (a JAX-MD ``NeighborList`` of any format, from ``neighbor_fn``; None uses all pairs, fine
-    for small molecules), ``box``, ``perturbation`` [3, 3] (JAX-MD's strain), ``params`` (to
+    for small molecules), ``box``, ``perturbation`` [3, 3] or scalar (JAX-MD's strain), ``params`` (to
     evaluate other parameters of the same model), ``fparam`` [numb_fparam] and ``aparam``
     [N, numb_aparam] for heads that take them; other keywords are ignored, as JAX-MD's
     energies do. It is pure and jittable; jit it, or the integrator that calls it.
@@ -269,8 +289,10 @@ def energy_fn(
         else:
             shifts = jnp.zeros((senders.shape[0], 3), dtype)
         if perturbation is not None:  # r -> P r for every displacement, through x and cell
-            x = x @ jnp.asarray(perturbation, dtype).T
-            cell = cell @ jnp.asarray(perturbation, dtype).T
+            P = jnp.asarray(perturbation, dtype)
+            P = P * jnp.eye(3, dtype=dtype) if P.ndim == 0 else P  # NPT passes a scalar 1 + eps
+            x = x @ P.T
+            cell = cell @ P.T
         positions = jnp.concatenate([x, jnp.zeros((1, 3), dtype)])  # + one padding node
         cells = jnp.stack([cell, jnp.zeros((3, 3), dtype)])  # + the padding graph
         n_edge = senders.shape[0]

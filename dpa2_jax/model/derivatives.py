@@ -18,7 +18,12 @@ where h^y = d(sum_l E_l c_l,y)/dr (DeePMD's coordinate-weighted correction, whic
 over the atoms). Then sum_i W_i = W.
 
 Edge vectors are built inside the differentiated function, so periodic images carry the strain
-through the cell. The energy is differentiable twice (Hessians, force-matching losses).
+through the cell. The energy is differentiable twice (force-matching losses), and
+
+    Hessian H_(ia),(jb) = d^2 E / dr_ia dr_jb = -dF_ia/dr_jb   [n_node, 3, n_node, 3] eV/Angstrom^2
+
+is forward-over-reverse (``jax.jacfwd`` of ``jax.grad``: 3 n_node forward passes through the
+backward pass, so for molecules and small cells), with the neighbor graph held fixed.
 """
 
 from __future__ import annotations
@@ -115,6 +120,31 @@ def make_forces_fn(
         return out
 
     return forces_and_atomic_virial_fn
+
+
+def make_hessian_fn(
+    cfg: ModelConfig,
+    head: str | None = None,
+    layout: Layout = Layout(),
+    slots_on_device: bool = False,
+) -> Callable[[Params, jraph.GraphsTuple], Array]:
+    """``hessian_fn(params, graph)`` -> [n_node, 3, n_node, 3] eV/Angstrom^2: second
+    derivatives of the summed energy of a padded batch (block diagonal over its graphs; rows and
+    columns of padding nodes are meaningless). Arguments as ``make_forces_fn``; not jitted."""
+    atomic_energy_fn = make_atomic_energy_fn(cfg, head, layout, slots_on_device)
+    dtype = dtype_of(cfg)
+
+    def hessian_fn(params: Params, graph: jraph.GraphsTuple) -> Array:
+        positions = graph.nodes["positions"].astype(dtype)
+        cells = graph.globals["cell"].astype(dtype)
+
+        def total_energy(disp):  # disp: [n_node, 3]
+            atomic = atomic_energy_fn(params, graph, positions + disp, cells)
+            return jnp.sum(graph_energies(graph, atomic))
+
+        return jax.jacfwd(jax.grad(total_energy))(jnp.zeros_like(positions))
+
+    return hessian_fn
 
 
 def wrapped_positions(graph: jraph.GraphsTuple, dtype) -> Array:

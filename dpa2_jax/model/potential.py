@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +25,13 @@ from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph, node_mask
 from dpa2_jax.graph.batching import EVAL_MANTISSA_BITS, plan_batches
 from dpa2_jax.model.compiled import compiled_forces_fn
 from dpa2_jax.model.config import ModelConfig
+from dpa2_jax.model.derivatives import make_hessian_fn
 from dpa2_jax.model.jax_setup import enable_x64_for
 from dpa2_jax.model.layout import compact_layout
 from dpa2_jax.typing import Params
 
 logger = logging.getLogger(__name__)
+_HESSIAN_FNS: dict[tuple, Callable] = {}  # one jit per (config, head, layout)
 
 
 class Potential:
@@ -79,6 +81,42 @@ class Potential:
     @property
     def rcut(self) -> float:
         return self.config.descriptor.rcut
+
+    def hessian(
+        self,
+        coord: np.ndarray,
+        cell: np.ndarray | None,
+        atom_types: Sequence[int] | Sequence[str] | np.ndarray,
+        head: str | None = None,
+    ) -> np.ndarray:
+        """Hessians d^2E/dr dr [nframes, 3 natoms, 3 natoms] eV/A^2 (row and column index
+        3 * atom + xyz), by forward-over-reverse autodiff (``derivatives.make_hessian_fn``).
+
+        Arguments as ``evaluate`` (no fparam/aparam). Frames are evaluated one at a time; the
+        cost is about 3 natoms gradient evaluations, so this is for molecules and small cells.
+        """
+        head = self.config.resolve_head(head)
+        types = atom_type_indices(atom_types, self.type_map)
+        coord = check_coords(coord, len(types))
+        cells = check_cells(cell, coord.shape[0])
+        desc = self.config.descriptor
+        check_parameters(self.config.fitting(head), None, None, coord.shape[0], len(types))
+        out = []
+        for k in range(coord.shape[0]):
+            graph = frame_to_graph(coord[k], types, None if cells is None else cells[k],
+                                   desc.rcut, desc.sel, dtype=self.dtype)  # fmt: skip
+            _, shape = plan_batches([len(types)], [int(graph.n_edge[0])], self.atoms_per_batch)
+            batch = batch_graphs([graph])
+            layout = self.layout([batch])
+            key = (self.config, head, layout)
+            if key not in _HESSIAN_FNS:
+                _HESSIAN_FNS[key] = jax.jit(make_hessian_fn(*key))
+            batch = self.padder.pad_to(batch, shape)
+            h = np.asarray(_HESSIAN_FNS[key](self.params, batch))  # [n_node, 3, n_node, 3]
+            real = np.flatnonzero(np.asarray(node_mask(batch)))[: len(types)]
+            n = 3 * len(types)
+            out.append(h[real][:, :, real].reshape(n, n))
+        return np.stack(out)
 
     def layout(self, batches: Sequence[jraph.GraphsTuple]) -> Layout:
         """The descriptor layout ``evaluate`` uses for these unpadded batches."""

@@ -1,0 +1,328 @@
+"""Molecular dynamics with JAX-MD's integrators: NVE, NVT (Nose-Hoover chain or Langevin), NPT.
+
+    sim = build_simulation(pot, atoms, MDConfig(ensemble="nvt", temperature=300.0))
+    state, nbr = sim.init(seed=0)
+    for step, state, nbr, obs in run_chunks(sim, state, nbr, n_steps=1000, chunk=10):
+        ...  # obs: energy, forces, kinetic energy, temperature, pressure, cell at that step
+
+Units: with eV, Angstrom and amu JAX-MD's time unit is sqrt(amu A^2 / eV) = 10.1805 fs, which
+is also ASE's, so a time in fs is multiplied by ``ase.units.fs`` and momenta / masses are
+velocities in ASE's units (``atoms.set_velocities``). kT = k_B T in eV; pressure in eV/A^3
+(1 bar = ``ase.units.bar``). Temperatures count 3N degrees of freedom, as ASE and JAX-MD do.
+
+Periodic systems use fractional coordinates (``space.periodic_general``, JAX-MD's NPT needs
+them); free-space molecules use ``space.free`` and an all-pairs neighbor search. Each chunk of
+steps is one compiled ``lax.fori_loop``; the host checks the neighbor list's overflow flag
+after it and, on overflow, reallocates the list and redoes the chunk (JAX-MD's usual loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import ase
+import ase.data
+import ase.units
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax_md import quantity, simulate, space
+
+from dpa2_jax.errors import ConfigError, NeighborOverflowError
+from dpa2_jax.md.jax_md import box_from_cell, energy_fn, neighbor_fn
+from dpa2_jax.model.potential import Potential
+
+logger = logging.getLogger(__name__)
+ENSEMBLES = ("nve", "nvt", "npt")
+THERMOSTATS = ("nose-hoover", "langevin")
+
+
+@dataclasses.dataclass(frozen=True)
+class MDConfig:
+    """What to simulate. Times in fs, temperature in K, pressure in bar, lengths in Angstrom."""
+
+    ensemble: str = "nve"
+    temperature: float = 300.0  # K: initial velocities; target of NVT / NPT
+    timestep: float = 0.5  # fs
+    thermostat: str = "nose-hoover"  # NVT only; NPT always uses Nose-Hoover chains
+    pressure: float = 1.01325  # bar, NPT target
+    tau_t: float = 100.0  # fs: Nose-Hoover time scale; Langevin friction is 1 / tau_t
+    tau_p: float = 1000.0  # fs: barostat time scale
+    skin: float = 0.5  # Angstrom: neighbor-list skin (JAX-MD's dr_threshold)
+
+
+class Simulation(NamedTuple):
+    """Compiled pieces of one simulation (see ``build_simulation``)."""
+
+    init: Callable[[int], tuple[Any, Any]]  # seed -> (state, neighbor list)
+    run: Callable[[Any, Any, int], tuple[Any, Any]]  # (state, nbr, n_steps) -> (state, nbr)
+    observe: Callable[[Any, Any], dict]  # (state, nbr) -> observables (see ``observables``)
+    allocate: Callable[[Any], Any]  # state -> a fresh neighbor list
+    config: MDConfig
+    symbols: tuple[str, ...]
+    periodic: bool
+
+
+def masses_of(symbols) -> np.ndarray:
+    """Atomic masses [N] in amu (ASE's table)."""
+    return np.array([ase.data.atomic_masses[ase.data.atomic_numbers[s]] for s in symbols])
+
+
+def initial_momenta(seed: int, masses: np.ndarray, temperature: float) -> np.ndarray:
+    """Maxwell-Boltzmann momenta [N, 3] (amu A / time unit) with zero total momentum, scaled
+    so that 2 KE / (3 N k_B) equals ``temperature`` (K) exactly."""
+    rng = np.random.default_rng(seed)
+    kT = ase.units.kB * temperature
+    p = rng.normal(size=(len(masses), 3)) * np.sqrt(masses * kT)[:, None]
+    p -= p.mean(axis=0)  # zero total momentum
+    kinetic = 0.5 * np.sum(p**2 / masses[:, None])
+    target = 1.5 * len(masses) * kT
+    return p * np.sqrt(target / kinetic) if kinetic > 0 else p
+
+
+def standard_cell(atoms: ase.Atoms) -> ase.Atoms:
+    """A copy rotated so that the cell is lower triangular (rows: a along x, b in xy), so that
+    JAX-MD's box (the transpose) is upper triangular, as its cell list wants."""
+    atoms = atoms.copy()
+    cell = atoms.cell.array
+    if np.allclose(cell, np.tril(cell)):
+        return atoms
+    rcell, rotation = atoms.cell.standard_form()
+    atoms.positions = atoms.positions @ rotation.T
+    atoms.set_cell(rcell, scale_atoms=False)
+    return atoms
+
+
+def fitting_skin(cell: np.ndarray, rcut: float, skin: float) -> float:
+    """The neighbor-list skin (A) to use in this cell: ``skin``, or less where the cell's
+    narrowest width w leaves less room (a JAX-MD list needs w > 2 (rcut + skin)).
+
+    Raises:
+      ConfigError: the cell is not wider than 2 rcut.
+    """
+    widths = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)  # face-to-face distances
+    room = widths.min() / 2 - rcut
+    if room <= 0:
+        raise ConfigError(
+            f"cell widths {np.round(widths, 3).tolist()} A: a JAX-MD neighbor list needs every "
+            f"width larger than twice the cutoff ({2 * rcut:g} A); use a supercell "
+            "(ase.build.make_supercell) or the ASE calculator, which handles small cells"
+        )
+    if room <= skin:
+        logger.warning("neighbor-list skin reduced from %g A to %.3g A to fit the cell (widths "
+                       "%s A, cutoff %g A)", skin, 0.9 * room, np.round(widths, 3).tolist(), rcut)  # fmt: skip
+        return 0.9 * room
+    return skin
+
+
+def check_config(cfg: MDConfig, periodic: bool) -> None:
+    """Raises ConfigError naming the option for an unknown or unsupported choice."""
+    if cfg.ensemble not in ENSEMBLES:
+        raise ConfigError(f"ensemble {cfg.ensemble!r}: expected one of {list(ENSEMBLES)}")
+    if cfg.thermostat not in THERMOSTATS:
+        raise ConfigError(f"thermostat {cfg.thermostat!r}: expected one of {list(THERMOSTATS)}")
+    if cfg.ensemble == "npt" and not periodic:
+        raise ConfigError(
+            "ensemble 'npt' needs a periodic box (atoms.pbc all True with a cell); this "
+            "structure is not periodic: use nve or nvt"
+        )
+    if cfg.timestep <= 0 or cfg.temperature < 0 or cfg.tau_t <= 0 or cfg.tau_p <= 0:
+        raise ConfigError(
+            f"timestep {cfg.timestep} fs, tau_t {cfg.tau_t} fs and tau_p {cfg.tau_p} fs must be "
+            f"positive and temperature {cfg.temperature} K non-negative"
+        )
+
+
+def _integrator(cfg: MDConfig, energy, shift):
+    """JAX-MD's (init_fn, apply_fn) for the ensemble, in JAX-MD's units."""
+    dt = cfg.timestep * ase.units.fs
+    kT = ase.units.kB * cfg.temperature
+    tau_t = cfg.tau_t * ase.units.fs
+    if cfg.ensemble == "nve":
+        return simulate.nve(energy, shift, dt)
+    if cfg.ensemble == "npt":
+        return simulate.npt_nose_hoover(
+            energy, shift, dt, cfg.pressure * ase.units.bar, kT,
+            barostat_kwargs={"tau": cfg.tau_p * ase.units.fs},
+            thermostat_kwargs={"tau": tau_t},
+        )  # fmt: skip
+    if cfg.thermostat == "langevin":
+        return simulate.nvt_langevin(energy, shift, dt, kT, gamma=1.0 / tau_t)
+    return simulate.nvt_nose_hoover(energy, shift, dt, kT, tau=tau_t)
+
+
+def observables(energy, state, nbr, box, n_atoms: int) -> dict:
+    """Energy (eV), forces [N, 3] eV/A, kinetic energy (eV), temperature (K) and, with a box,
+    stress [3, 3] eV/A^3 (ASE's sign, potential part), pressure (bar, with the kinetic part)
+    and cell [3, 3] A (rows are lattice vectors)."""
+    kinetic = quantity.kinetic_energy(momentum=state.momentum, mass=state.mass)
+    out = {"kinetic": kinetic, "temperature": 2.0 * kinetic / (3 * n_atoms * ase.units.kB)}
+    if box is None:
+        e, grad = jax.value_and_grad(lambda R: energy(R, neighbor=nbr))(state.position)
+        return {**out, "energy": e, "forces": -grad}
+    eye = jnp.eye(3, dtype=state.position.dtype)
+
+    def strained(R, eps):
+        return energy(R, neighbor=nbr, box=box, perturbation=eye + eps)
+
+    e, (grad, d_strain) = jax.value_and_grad(strained, argnums=(0, 1))(
+        state.position, jnp.zeros_like(eye)
+    )
+    cell = box.T
+    volume = jnp.abs(jnp.linalg.det(cell))
+    stress = 0.5 * (d_strain + d_strain.T) / volume  # ASE's sign: dE/d(strain) / V
+    pressure = (2.0 * kinetic / 3.0 - jnp.trace(d_strain) / 3.0) / volume
+    return {**out, "energy": e, "forces": -grad, "stress": stress,
+            "pressure": pressure / ase.units.bar, "cell": cell}  # fmt: skip
+
+
+def build_simulation(
+    pot: Potential, atoms: ase.Atoms, cfg: MDConfig, head: str | None = None
+) -> Simulation:
+    """Energy function, neighbor list and integrator for ``atoms``, jitted.
+
+    Args:
+      pot: the model.
+      atoms: the starting structure (positions in Angstrom; pbc all True with a cell, or all
+        False); momenta are drawn later by ``init``. A periodic cell must be wider than
+        2 rcut in every direction (the skin shrinks to fit: ``fitting_skin``).
+      cfg: ensemble and its parameters.
+      head: head of a multi-head model.
+
+    Raises:
+      ConfigError: a bad option, mixed periodicity, or a box too small for the cutoff.
+    """
+    pbc = np.asarray(atoms.pbc, bool)
+    if pbc.any() and not pbc.all():
+        raise ConfigError(f"atoms.pbc={pbc.tolist()}: mixed periodicity is not supported")
+    periodic = bool(pbc.all())
+    check_config(cfg, periodic)
+    symbols = tuple(atoms.get_chemical_symbols())
+    masses = jnp.asarray(masses_of(symbols), pot.dtype)
+    n_atoms = len(symbols)
+    if periodic:
+        atoms = standard_cell(atoms)
+        box = jnp.asarray(box_from_cell(atoms.cell.array), pot.dtype)
+        skin = fitting_skin(atoms.cell.array, pot.rcut, cfg.skin)
+        energy = energy_fn(pot, symbols, box, head)
+        nbr_fn = neighbor_fn(pot, box, dr_threshold=skin)
+        _, shift = space.periodic_general(box)
+        R0 = jnp.asarray(np.mod(atoms.get_scaled_positions(wrap=False), 1.0), pot.dtype)
+    else:
+        box = None
+        energy = energy_fn(pot, symbols, None, head)
+        nbr_fn = neighbor_fn(pot, None, dr_threshold=cfg.skin)
+        _, shift = space.free()
+        R0 = jnp.asarray(atoms.positions, pot.dtype)
+    init_fn, apply_fn = _integrator(cfg, energy, shift)
+    npt = cfg.ensemble == "npt"
+    kT = ase.units.kB * cfg.temperature
+
+    def box_of(state):
+        return simulate.npt_box(state) if npt else box
+
+    def allocate(state):
+        return nbr_fn.allocate(state.position, **({"box": box_of(state)} if npt else {}))
+
+    def init(seed: int):
+        momenta = jnp.asarray(initial_momenta(seed, masses_of(symbols), cfg.temperature),
+                              pot.dtype)  # fmt: skip
+        nbr = nbr_fn.allocate(R0)
+        key = jax.random.PRNGKey(seed)
+        common = {"mass": masses, "momenta": momenta, "neighbor": nbr}
+        if cfg.ensemble == "nve":
+            state = init_fn(key, R0, kT, **common)
+        elif npt:  # JAX-MD's NPT init_fn is not jitted: run it compiled, not op by op
+            state = jax.jit(init_fn)(key, R0, box, **common)
+        else:
+            state = init_fn(key, R0, **common)
+        return state, nbr
+
+    @jax.jit
+    def run(state, nbr, n_steps):
+        def step(_, carry):
+            state, nbr = carry
+            nbr = nbr.update(state.position, **({"box": box_of(state)} if npt else {}))
+            return apply_fn(state, neighbor=nbr), nbr
+
+        return jax.lax.fori_loop(0, n_steps, step, (state, nbr))
+
+    @jax.jit
+    def observe(state, nbr):
+        if npt:
+            nbr = nbr.update(state.position, box=box_of(state))
+        else:
+            nbr = nbr.update(state.position)
+        out = observables(energy, state, nbr, box_of(state), n_atoms)
+        return {**out, "overflow": nbr.did_buffer_overflow}
+
+    return Simulation(init, run, observe, allocate, cfg, symbols, periodic)
+
+
+def run_chunks(
+    sim: Simulation, state, nbr, n_steps: int, chunk: int, max_reallocations: int = 10
+) -> Iterator[tuple[int, Any, Any, dict]]:
+    """Yields (step, state, nbr, observables as numpy) at step 0 and after every ``chunk``
+    steps up to ``n_steps``. A chunk whose neighbor list overflowed is redone from its start
+    with a reallocated list.
+
+    Raises:
+      NeighborOverflowError: the list still overflows after ``max_reallocations`` tries, or
+        the energy is not finite (e.g. an NPT box shrunk below twice the cutoff).
+    """
+    step, tries = 0, 0
+    while True:
+        obs = jax.tree.map(np.asarray, sim.observe(state, nbr))
+        if bool(obs["overflow"]) and tries < max_reallocations:  # list too small at the end
+            nbr, tries = sim.allocate(state), tries + 1
+            continue
+        if not np.isfinite(obs["energy"]):
+            raise NeighborOverflowError(
+                f"step {step}: non-finite energy {obs['energy']} (a neighbor list that "
+                f"overflowed {tries} times, exploding dynamics, or a box narrower than twice "
+                "the cutoff); try a smaller timestep"
+            )
+        yield step, state, nbr, obs
+        if step >= n_steps:
+            return
+        n = min(chunk, n_steps - step)
+        for tries in range(max_reallocations + 1):
+            new_state, new_nbr = sim.run(state, nbr, n)
+            if not bool(new_nbr.did_buffer_overflow):
+                break
+            nbr = sim.allocate(state)  # redo the chunk with more capacity
+        else:
+            raise NeighborOverflowError(
+                f"steps {step}-{step + n}: the neighbor list still overflows after "
+                f"{max_reallocations} reallocations"
+            )
+        state, nbr, step, tries = new_state, new_nbr, step + n, 0
+
+
+def positions_of(sim: Simulation, state, obs: dict) -> np.ndarray:
+    """Real positions [N, 3] Angstrom (periodic states hold fractional ones)."""
+    R = np.asarray(state.position, np.float64)
+    return R @ obs["cell"] if sim.periodic else R
+
+
+def frame_atoms(sim: Simulation, state, obs: dict) -> ase.Atoms:
+    """ase.Atoms of a state: positions, cell, velocities (ASE's units) and, as a
+    SinglePointCalculator, energy, forces and (periodic) stress."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    atoms = ase.Atoms(
+        symbols=sim.symbols,
+        positions=positions_of(sim, state, obs),
+        cell=obs["cell"] if sim.periodic else None,
+        pbc=sim.periodic,
+    )
+    atoms.set_velocities(np.asarray(state.momentum / state.mass, np.float64))
+    results = {"energy": float(obs["energy"]), "forces": np.asarray(obs["forces"], np.float64)}
+    if sim.periodic:
+        results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(obs["stress"], np.float64))
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms

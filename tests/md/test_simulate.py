@@ -1,0 +1,64 @@
+"""Host-side pieces of md/simulate.py: masses, initial momenta, skin, cell form, option checks."""
+
+from __future__ import annotations
+
+import ase
+import ase.units
+import numpy as np
+import pytest
+
+pytest.importorskip("jax_md")
+
+from dpa2_jax.errors import ConfigError
+from dpa2_jax.md.simulate import (
+    MDConfig,
+    check_config,
+    fitting_skin,
+    initial_momenta,
+    masses_of,
+    standard_cell,
+)
+
+
+def test_masses_are_ase_amu():
+    np.testing.assert_allclose(masses_of(["O", "H", "C"]), [15.999, 1.008, 12.011], atol=1e-3)
+
+
+def test_initial_momenta_have_zero_total_momentum_and_the_temperature():
+    masses = masses_of(["O", "H", "H"] * 10)
+    p = initial_momenta(7, masses, 300.0)
+    np.testing.assert_allclose(p.sum(axis=0), 0.0, atol=1e-12)
+    kinetic = 0.5 * np.sum(p**2 / masses[:, None])  # eV
+    assert 2 * kinetic / (3 * len(masses) * ase.units.kB) == pytest.approx(300.0)
+    np.testing.assert_array_equal(p, initial_momenta(7, masses, 300.0))  # seeded
+    assert not np.allclose(p, initial_momenta(8, masses, 300.0))
+
+
+def test_skin_shrinks_to_fit_and_small_cells_are_refused():
+    assert fitting_skin(np.eye(3) * 20.0, 4.0, 0.5) == 0.5
+    assert fitting_skin(np.eye(3) * 12.44, 6.0, 0.5) == pytest.approx(0.9 * 0.22)
+    with pytest.raises(ConfigError, match="twice the cutoff"):
+        fitting_skin(np.eye(3) * 11.0, 6.0, 0.5)
+
+
+def test_standard_cell_is_lower_triangular_and_keeps_distances():
+    atoms = ase.Atoms("OH", positions=[[1, 2, 3], [2, 2, 3.5]],
+                      cell=[[10, 1, 0], [0, 10, 2], [1, 0, 10]], pbc=True)  # fmt: skip
+    rotated = standard_cell(atoms)
+    np.testing.assert_allclose(rotated.cell.array, np.tril(rotated.cell.array), atol=1e-12)
+    assert rotated.get_distance(0, 1, mic=True) == pytest.approx(atoms.get_distance(0, 1, mic=True))
+    assert rotated.cell.volume == pytest.approx(atoms.cell.volume)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "periodic", "message"),
+    [
+        (MDConfig(ensemble="nvx"), True, "ensemble 'nvx'"),
+        (MDConfig(thermostat="berendsen"), True, "thermostat 'berendsen'"),
+        (MDConfig(ensemble="npt"), False, "needs a periodic box"),
+        (MDConfig(timestep=0.0), True, "timestep 0.0 fs"),
+    ],
+)
+def test_bad_options_are_named(cfg, periodic, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg, periodic)
