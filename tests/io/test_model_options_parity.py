@@ -208,6 +208,7 @@ def test_ase_calculator_passes_parameters(potentials):
     assert abs(atoms.get_potential_energy() - data["energy"][0]) < TOL
 
 
+@pytest.mark.slow
 def test_forces_fn_reads_parameters_from_the_graph(potentials):
     """make_forces_fn: fparam in graph.globals, aparam in graph.nodes; absent -> clear error."""
     from dpa2_jax.graph import frame_to_graph

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ase.units
 import numpy as np
+import pytest
 from ase.optimize import BFGS
 from ase.vibrations import Vibrations
 
@@ -32,6 +33,7 @@ def test_hessian_matches_finite_differences(water_pot, water_cluster):
     np.testing.assert_allclose(h[0], h[0].T, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_vibrations_agree_with_mass_weighted_hessian(water_pot, water_cluster, tmp_path):
     pot = water_pot
     atoms = water_cluster(1)

@@ -96,6 +96,7 @@ def test_molecule_free_space(pot, molecule, fmt):
     _check(pot, x, types, None, e, f)
 
 
+@pytest.mark.slow
 def test_water_orthorhombic_fractional(pot, water):
     x, types, cell = water
     box = box_from_cell(cell)

@@ -87,6 +87,7 @@ def test_nvt_langevin_from_extxyz(pot, water_xyz, tmp_path):
     assert len(ase.io.read(tmp_path / "traj.extxyz", ":")) == 2
 
 
+@pytest.mark.slow
 def test_npt_changes_the_volume(pot, tmp_path):
     options = ["--ensemble", "npt", "--steps", "20", "--pressure", "1", "--tau-p", "200"]
     assert _md(WATER, tmp_path, *options) == 0
@@ -95,6 +96,7 @@ def test_npt_changes_the_volume(pot, tmp_path):
     np.testing.assert_allclose(thermo["volume_A3"], [f.cell.volume for f in frames])
 
 
+@pytest.mark.slow
 def test_free_space_cluster_nvt(pot, water_cluster, tmp_path):
     """Four water molecules without a cell: space.free and an all-pairs neighbor list."""
     cluster = water_cluster(4)

@@ -3,7 +3,10 @@ compiled step per task, untouched heads bit for bit, per-task lcurve columns, an
 of a head by name; then fine-tuning from the pretrained model (new element, frozen descriptor,
 change-bias) and the bad inputs of both."""
 
+import contextlib
+import io
 import json
+import re
 
 import jax
 import numpy as np
@@ -125,12 +128,18 @@ def test_a_step_leaves_the_other_heads_bit_for_bit(enable_x64):
     assert float(moved) > 0 and int(new.opt_state["head/water"].count) == 2
 
 
+COMPILATIONS = {}  # the pretraining run's count, from its final line
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pretrain")
     (folder / "input.json").write_text(json.dumps(multi_task_input()))
     workdir = folder / "run"
-    assert main(["train", str(folder / "input.json"), "--workdir", str(workdir)]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["train", str(folder / "input.json"), "--workdir", str(workdir)]) == 0
+    COMPILATIONS["pretrain"] = int(re.search(r"\((\d+) compilations\)", out.getvalue())[1])
     return workdir
 
 
@@ -142,8 +151,11 @@ def test_multi_task_run_compiles_once_per_task_and_logs_every_task(pretrained, c
     assert "rmse_f_val_cho2" not in columns  # no validation data for that task
     header = (pretrained / "lcurve.out").read_text().splitlines()[0]
     assert header.split()[1:4] == ["step", "rmse_val_water", "rmse_trn_water"]
+    # 3 tasks: a training and an evaluation step each, never one per step (6 steps run)
+    assert COMPILATIONS["pretrain"] <= 6
 
 
+@pytest.mark.slow
 def test_compilations_are_counted_per_task(tmp_path, caplog, capsys):
     (tmp_path / "input.json").write_text(json.dumps(multi_task_input(steps=4)))
     with caplog.at_level("INFO", logger="dpa2_jax"):
@@ -247,6 +259,7 @@ def test_finetune_with_frozen_descriptor_trains_the_head_only(pretrained, tmp_pa
     assert not np.array_equal(w0, tuned["heads"]["default"]["fitting"]["layers"][0]["w"])
 
 
+@pytest.mark.slow
 def test_finetune_smaller_descriptor_lr_and_random_branch_run(pretrained, tmp_path, capsys):
     with pytest.warns(UserWarning):
         code = main(["train", chno_input(tmp_path, steps=2), "--workdir", str(tmp_path / "ft"),

@@ -88,6 +88,7 @@ def test_shard_batch_puts_one_batch_per_device(enable_x64):
         parallel.stack_batches([padded, pad_graph(batch_graphs([graph]), 8, 2, 2)])
 
 
+@pytest.mark.slow
 def test_train_command_on_four_forced_devices_reports_devices_and_global_batch(tmp_path):
     """`dpa2-jax train` with 4 forced CPU devices: the data-parallel step, from the CLI."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
