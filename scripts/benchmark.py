@@ -459,20 +459,26 @@ def _water_atoms(n_atoms: int):
     return ase.Atoms(np.array(["O", "H"])[types], positions, cell=cell, pbc=True), types
 
 
-def _chunk_timer(run, state, nbr, allocate, steps: int):
+def _chunk_timer(run, state, nbr, allocate, steps: int, relayout=lambda state: False):
     """A function running ``steps`` MD steps per call from the last state; a chunk whose neighbor
-    list overflowed is redone with a reallocated list (not counted: it recompiles)."""
+    list overflowed is redone with a reallocated list, one that turned non-finite with more
+    descriptor slots (``relayout``; both recompile). A chunk that stays non-finite is an error,
+    never a timing."""
     import jax
 
     def chunk():
         nonlocal state, nbr
         for _ in range(5):
             new_state, new_nbr = jax.block_until_ready(run(state, nbr, steps))
-            if not bool(new_nbr.did_buffer_overflow):
+            if bool(new_nbr.did_buffer_overflow):
+                nbr = allocate(state)
+            elif not np.isfinite(np.asarray(new_state.position)).all():
+                if not relayout(state):
+                    raise RuntimeError("the MD state turned non-finite")
+            else:
                 state, nbr = new_state, new_nbr
                 return float(new_state.position[0, 0])
-            nbr = allocate(state)
-        raise RuntimeError("the neighbor list kept overflowing")
+        raise RuntimeError("the neighbor list or the descriptor slots kept overflowing")
 
     return chunk
 
@@ -527,7 +533,7 @@ def _our_md(model: str, precision: str, n_atoms: int, steps: int):
     atoms, _ = _water_atoms(n_atoms)
     sim = build_simulation(Potential(cfg, params), atoms, MDConfig(skin=MD_SKIN))
     state, nbr = sim.init(0)
-    chunk = _chunk_timer(sim.run, state, nbr, sim.allocate, steps)
+    chunk = _chunk_timer(sim.run, state, nbr, sim.allocate, steps, sim.relayout)
     start = time.perf_counter()
     chunk()
     return chunk, time.perf_counter() - start
@@ -562,8 +568,10 @@ def reference_md_nve(model: str, n_atoms: int, repeats: int, steps: int = 10) ->
 def compare_md(model: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
     """``md_nve`` of dpa2_jax and of DeePMD-kit's JAX backend in one process, float64, chunks
     timed alternately so that machine noise hits both alike."""
-    ours, ours_compile = _our_md(model, "float64", n_atoms, steps)
+    # DeePMD-kit first: importing deepmd.jax changes JAX's default matmul precision, which would
+    # make our step recompile inside the timed loop
     theirs, theirs_compile = _reference_md(model, n_atoms, steps)
+    ours, ours_compile = _our_md(model, "float64", n_atoms, steps)
     t_ours, t_ref = [], []
     for _ in range(repeats):
         t_ours.append(timed(ours, 1)[0])

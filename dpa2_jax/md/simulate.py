@@ -14,6 +14,12 @@ Periodic systems use fractional coordinates (``space.periodic_general``, JAX-MD'
 them); free-space molecules use ``space.free`` and an all-pairs neighbor search. Each chunk of
 steps is one compiled ``lax.fori_loop``; the host checks the neighbor list's overflow flag
 after it and, on overflow, reallocates the list and redoes the chunk (JAX-MD's usual loop).
+
+The energy lays out a compact descriptor layout (``jax_md.md_layout``: the starting
+structure's most neighbors per block plus 25 %; ``build_simulation(..., compact=False)`` lays
+out every ``sel`` slot). When atoms gather so that one has more neighbors than laid out, the
+energy is NaN (``jax_md.energy_fn``); the driver then chooses a larger layout from the current
+positions, recompiles the step, and redoes the chunk, so results never depend on the layout.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 from jax_md import quantity, simulate, space
 
 from dpa2_jax.errors import ConfigError, NeighborOverflowError
-from dpa2_jax.md.jax_md import box_from_cell, energy_fn, neighbor_fn
+from dpa2_jax.md.jax_md import box_from_cell, energy_fn, md_layout, neighbor_fn
 from dpa2_jax.model.potential import Potential
 
 logger = logging.getLogger(__name__)
@@ -64,6 +70,7 @@ class Simulation(NamedTuple):
     config: MDConfig
     symbols: tuple[str, ...]
     periodic: bool
+    relayout: Callable[[Any], bool] = lambda state: False  # state -> whether slots grew
 
 
 def masses_of(symbols) -> np.ndarray:
@@ -180,7 +187,12 @@ def observables(energy, state, nbr, box, n_atoms: int) -> dict:
 
 
 def build_simulation(
-    pot: Potential, atoms: ase.Atoms, cfg: MDConfig, head: str | None = None
+    pot: Potential,
+    atoms: ase.Atoms,
+    cfg: MDConfig,
+    head: str | None = None,
+    *,
+    compact: bool = True,
 ) -> Simulation:
     """Energy function, neighbor list and integrator for ``atoms``, jitted.
 
@@ -191,6 +203,8 @@ def build_simulation(
         2 rcut in every direction (the skin shrinks to fit: ``fitting_skin``).
       cfg: ensemble and its parameters.
       head: head of a multi-head model.
+      compact: lay out the descriptor's slots for the starting structure with a margin
+        (module docstring; ``relayout`` grows them); False lays out every ``sel`` slot.
 
     Raises:
       ConfigError: a bad option, mixed periodicity, or a box too small for the cutoff.
@@ -207,22 +221,67 @@ def build_simulation(
         atoms = standard_cell(atoms)
         box = jnp.asarray(box_from_cell(atoms.cell.array), pot.dtype)
         skin = fitting_skin(atoms.cell.array, pot.rcut, cfg.skin)
-        energy = energy_fn(pot, symbols, box, head)
         nbr_fn = neighbor_fn(pot, box, dr_threshold=skin)
         _, shift = space.periodic_general(box)
         R0 = jnp.asarray(np.mod(atoms.get_scaled_positions(wrap=False), 1.0), pot.dtype)
     else:
         box = None
-        energy = energy_fn(pot, symbols, None, head)
         nbr_fn = neighbor_fn(pot, None, dr_threshold=cfg.skin)
         _, shift = space.free()
         R0 = jnp.asarray(atoms.positions, pot.dtype)
-    init_fn, apply_fn = _integrator(cfg, energy, shift)
     npt = cfg.ensemble == "npt"
     kT = ase.units.kB * cfg.temperature
 
     def box_of(state):
         return simulate.npt_box(state) if npt else box
+
+    cache = {}  # layout -> (init_fn, run, observe)
+
+    def compiled(layout):
+        """(init_fn, run, observe) for a descriptor layout, built and jitted once each."""
+        if layout not in cache:
+            cache[layout] = _compiled(layout)
+        return cache[layout]
+
+    layout = [md_layout(pot, symbols, R0, box) if compact else None]  # the current one
+
+    def relayout(state) -> bool:
+        """Grows the layout after a slot overflow: from the state's positions, and to at least
+        (1 + margin) times the slots before. False when every slot is laid out already."""
+        old = layout[0]
+        if old is None:
+            return False
+        box_now = None if box is None else np.asarray(box_of(state))
+        new = md_layout(pot, symbols, np.asarray(state.position), box_now, at_least=old.slots)
+        if new.slots == old.slots:  # every compacted block is at its sel already
+            return False
+        logger.info("descriptor slots %s too few; laying out %s", old.slots, new.slots)
+        layout[0] = new
+        return True
+
+    def _compiled(layout):
+        energy = energy_fn(pot, symbols, box, head, layout=layout)
+        init_fn, apply_fn = _integrator(cfg, energy, shift)
+
+        @jax.jit
+        def run(state, nbr, n_steps):
+            def step(_, carry):
+                state, nbr = carry
+                nbr = nbr.update(state.position, **({"box": box_of(state)} if npt else {}))
+                return apply_fn(state, neighbor=nbr), nbr
+
+            return jax.lax.fori_loop(0, n_steps, step, (state, nbr))
+
+        @jax.jit
+        def observe(state, nbr):
+            if npt:
+                nbr = nbr.update(state.position, box=box_of(state))
+            else:
+                nbr = nbr.update(state.position)
+            out = observables(energy, state, nbr, box_of(state), n_atoms)
+            return {**out, "overflow": nbr.did_buffer_overflow}
+
+        return init_fn, run, observe
 
     def allocate(state):
         return nbr_fn.allocate(state.position, **({"box": box_of(state)} if npt else {}))
@@ -231,6 +290,7 @@ def build_simulation(
         momenta = jnp.asarray(initial_momenta(seed, masses_of(symbols), cfg.temperature),
                               pot.dtype)  # fmt: skip
         nbr = nbr_fn.allocate(R0)
+        init_fn = compiled(layout[0])[0]
         key = jax.random.PRNGKey(seed)
         common = {"mass": masses, "momenta": momenta, "neighbor": nbr}
         if cfg.ensemble == "nve":
@@ -241,25 +301,13 @@ def build_simulation(
             state = init_fn(key, R0, **common)
         return state, nbr
 
-    @jax.jit
     def run(state, nbr, n_steps):
-        def step(_, carry):
-            state, nbr = carry
-            nbr = nbr.update(state.position, **({"box": box_of(state)} if npt else {}))
-            return apply_fn(state, neighbor=nbr), nbr
+        return compiled(layout[0])[1](state, nbr, n_steps)
 
-        return jax.lax.fori_loop(0, n_steps, step, (state, nbr))
-
-    @jax.jit
     def observe(state, nbr):
-        if npt:
-            nbr = nbr.update(state.position, box=box_of(state))
-        else:
-            nbr = nbr.update(state.position)
-        out = observables(energy, state, nbr, box_of(state), n_atoms)
-        return {**out, "overflow": nbr.did_buffer_overflow}
+        return compiled(layout[0])[2](state, nbr)
 
-    return Simulation(init, run, observe, allocate, cfg, symbols, periodic)
+    return Simulation(init, run, observe, allocate, cfg, symbols, periodic, relayout)
 
 
 def run_chunks(
@@ -267,7 +315,8 @@ def run_chunks(
 ) -> Iterator[tuple[int, Any, Any, dict]]:
     """Yields (step, state, nbr, observables as numpy) at step 0 and after every ``chunk``
     steps up to ``n_steps``. A chunk whose neighbor list overflowed is redone from its start
-    with a reallocated list.
+    with a reallocated list; one whose state turned non-finite, with more descriptor slots
+    when ``sim.relayout`` can lay out more (a compact layout's slots were too few).
 
     Raises:
       NeighborOverflowError: the list still overflows after ``max_reallocations`` tries, or
@@ -279,6 +328,8 @@ def run_chunks(
         if bool(obs["overflow"]) and tries < max_reallocations:  # list too small at the end
             nbr, tries = sim.allocate(state), tries + 1
             continue
+        if not np.isfinite(obs["energy"]) and sim.relayout(state):  # slots too few
+            continue
         if not np.isfinite(obs["energy"]):
             raise NeighborOverflowError(
                 f"step {step}: non-finite energy {obs['energy']} (a neighbor list that "
@@ -289,17 +340,27 @@ def run_chunks(
         if step >= n_steps:
             return
         n = min(chunk, n_steps - step)
-        for tries in range(max_reallocations + 1):
+        tries = 0
+        while tries <= max_reallocations:
             new_state, new_nbr = sim.run(state, nbr, n)
-            if not bool(new_nbr.did_buffer_overflow):
+            if bool(new_nbr.did_buffer_overflow):
+                nbr, tries = sim.allocate(state), tries + 1  # redo with more capacity
+            elif not _finite(new_state) and sim.relayout(state):
+                continue  # redo with more descriptor slots (grows up to sel, so this ends)
+            else:
                 break
-            nbr = sim.allocate(state)  # redo the chunk with more capacity
         else:
             raise NeighborOverflowError(
                 f"steps {step}-{step + n}: the neighbor list still overflows after "
                 f"{max_reallocations} reallocations"
             )
         state, nbr, step, tries = new_state, new_nbr, step + n, 0
+
+
+def _finite(state) -> bool:
+    """Whether every floating-point leaf of an integrator state is finite."""
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
+    return all(np.isfinite(x).all() for x in leaves if np.issubdtype(x.dtype, np.floating))
 
 
 def positions_of(sim: Simulation, state, obs: dict) -> np.ndarray:

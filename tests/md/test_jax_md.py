@@ -2,7 +2,8 @@
 (``quantity.stress``) as ``Potential.evaluate`` to 1e-10 in float64, for a molecule in free space,
 192-atom water in its orthorhombic box and in a sheared (triclinic) box, every neighbor-list
 format; overflow and too-small cells give errors or NaN, never wrong numbers; NVE conserves
-energy inside one compiled ``fori_loop``.
+energy inside one compiled ``fori_loop``; a compact descriptor layout gives the full layout's
+numbers (``evaluate``'s, 1e-10), and NaN once an atom has more neighbors than it lays out.
 
 Model: tests/reference/base.dp (DeePMD-kit's tiny DPA-2, rcut 4 A, sel 30: on water frame 0
 ten atoms have more than 30 neighbors, so the nearest-``sel`` truncation is exercised).
@@ -11,6 +12,7 @@ ten atoms have more than 30 neighbors, so the nearest-``sel`` truncation is exer
 from __future__ import annotations
 
 import pathlib
+from functools import partial
 import warnings
 
 import numpy as np
@@ -23,7 +25,9 @@ import jax.numpy as jnp
 from jax_md import partition, quantity, simulate, space
 
 import dpa2_jax
+from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.md import box_from_cell, energy_fn, neighbor_fn
+from dpa2_jax.md.jax_md import md_layout
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[1] / "reference"
 TOL = {"rtol": 1e-10, "atol": 1e-10}
@@ -201,3 +205,50 @@ def test_nve_conserves_energy_without_recompiling(pot, water):
     assert np.isfinite(float(e1))
     assert abs(float(e1) - float(e0)) < 1e-4 * len(types)  # eV; 1.1e-4 eV in all seen
     assert float(jnp.max(jnp.abs(state.position - R))) > 0  # the atoms moved
+
+
+def _most_neighbors(pot, x, types, cell, rcut):
+    """The most neighbors any atom has within rcut (host side, as ``Potential`` counts)."""
+    from dpa2_jax.graph import batch_graphs, frame_to_graph
+    from dpa2_jax.model.layout import max_neighbors
+
+    d = pot.config.descriptor
+    return max_neighbors([batch_graphs([frame_to_graph(x, types, cell, d.rcut, d.sel)])], rcut)
+
+
+def _energy_and_grad(E):
+    """(energy, dE/dR) of E with the box as an argument, jitted once per list capacity."""
+    return jax.jit(lambda R, nbr, box: jax.value_and_grad(partial(E, neighbor=nbr, box=box))(R))
+
+
+def test_compact_layout_equals_full_and_too_few_slots_give_nan(pot, water):
+    x, types, cell = water
+    x, cell = x * 1.25, cell * 1.25  # expanded water: fewer three-body neighbors than sel
+    box, dense = box_from_cell(cell), box_from_cell(cell / 1.25)  # and the original box
+    R = np.mod(x @ np.linalg.inv(cell), 1.0)
+    nbr_dense = neighbor_fn(pot, dense).allocate(R)
+    nbr = neighbor_fn(pot, box).allocate(R)
+    nbr = neighbor_fn(pot, box).allocate(
+        R, extra_capacity=nbr_dense.idx.shape[1] - nbr.idx.shape[1]
+    )
+    assert nbr.idx.shape == nbr_dense.idx.shape  # one compilation serves both boxes
+    three, repformer = family_of(pot.config.descriptor).compactable_blocks(
+        pot.params["descriptor"], pot.config.descriptor
+    )
+    assert three.exact  # base.dp: only the three-body block compacts
+    n3 = _most_neighbors(pot, x, types, cell, three.rcut)
+    assert n3 < three.sel
+    compact = Layout(slots=(n3, repformer.sel))
+    assert md_layout(pot, types, R, box, margin=0.0).slots[0] >= n3  # rounded up, capped
+    compact_fn = _energy_and_grad(energy_fn(pot, types, box, layout=compact))
+    energy, grad = compact_fn(R, nbr, box)
+    _check(pot, x, types, cell, energy, -grad)  # JAX-MD's convention: -dE/dR is in eV/A
+    # the denser box brings more neighbors within the three-body cutoff than laid out
+    assert _most_neighbors(pot, x / 1.25, types, cell / 1.25, three.rcut) > n3
+    energy, grad = compact_fn(R, nbr_dense, dense)
+    assert np.isnan(float(energy))  # never a silently wrong energy
+    assert np.all(np.isnan(np.asarray(grad)))  # nor wrong forces
+    grown = md_layout(pot, types, R, dense, at_least=compact.slots)
+    assert grown.slots[0] > n3
+    energy, grad = _energy_and_grad(energy_fn(pot, types, dense, layout=grown))(R, nbr_dense, dense)
+    _check(pot, x / 1.25, types, cell / 1.25, energy, -grad)

@@ -1,9 +1,11 @@
-"""Host-side pieces of md/simulate.py: masses, initial momenta, skin, cell form, option checks."""
+"""md/simulate.py: masses, initial momenta, skin, cell form, option checks (host side), and the
+driver growing a compact descriptor layout that became too small."""
 
 from __future__ import annotations
 
 import ase
 import ase.units
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -62,3 +64,42 @@ def test_standard_cell_is_lower_triangular_and_keeps_distances():
 def test_bad_options_are_named(cfg, periodic, message):
     with pytest.raises(ConfigError, match=message):
         check_config(cfg, periodic)
+
+
+@pytest.mark.slow  # about 2 minutes: four layouts' MD loops compile
+def test_driver_grows_compact_slots_and_matches_the_full_layout(water_pot, water_cluster):
+    """A cluster spread 1.6x, its atoms flying inward: the starting structure's compact layout
+    soon has too few three-body slots; the driver grows it, redoes the chunk, and the
+    trajectory equals the full layout's."""
+    from dpa2_jax.md.simulate import build_simulation, positions_of, run_chunks
+
+    compact = water_cluster(16)
+    spread = compact.copy()
+    center = compact.positions.mean(axis=0)
+    spread.positions = center + 1.6 * (compact.positions - center)
+    cfg = MDConfig(temperature=0.0)
+    inward = -(spread.positions - center) * (1 - 1 / 1.6) / (10 * cfg.timestep * ase.units.fs)
+    runs = {}
+    for flag in (True, False):
+        sim = build_simulation(water_pot, spread, cfg, compact=flag)
+        grown = []
+
+        def relayout(state, sim=sim, grown=grown):
+            grown.append(sim.relayout(state))
+            return grown[-1]
+
+        sim = sim._replace(relayout=relayout)
+        state, _ = sim.init(0)
+        # a neighbor list with room for the compact cluster (reallocating at a chunk's start
+        # would size it for the spread one)
+        nbr = sim.allocate(state.set(position=jnp.asarray(compact.positions)))
+        state = state.set(momentum=jnp.asarray(inward) * state.mass.reshape(-1, 1))
+        *_, (step, state, nbr, obs) = run_chunks(sim, state, nbr, n_steps=20, chunk=10)
+        runs[flag] = (positions_of(sim, state, obs), obs, grown)
+    (x, obs, grown), (x_full, obs_full, not_grown) = runs[True], runs[False]
+    assert grown and all(grown) and not not_grown  # only the compact layout had to grow
+    np.testing.assert_allclose(x, x_full, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(obs["energy"], obs_full["energy"], rtol=1e-10, atol=1e-10)
+    ref = water_pot.evaluate(x, None, compact.get_chemical_symbols())
+    np.testing.assert_allclose(obs["energy"], ref["energy"][0], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(obs["forces"], ref["forces"][0], rtol=1e-10, atol=1e-10)
