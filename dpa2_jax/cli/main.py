@@ -14,10 +14,21 @@ import sys
 from collections.abc import Sequence
 
 from dpa2_jax import __version__
-from dpa2_jax.cli import change_bias, convert, export, graphs, md, plot, test, train
+from dpa2_jax.cli import (
+    change_bias,
+    convert,
+    distill,
+    export,
+    graphs,
+    md,
+    model_devi,
+    plot,
+    test,
+    train,
+)
 from dpa2_jax.errors import Dpa2JaxError
 
-SUBCOMMANDS = (train, convert, export, test, graphs, plot, md, change_bias)
+SUBCOMMANDS = (train, convert, export, test, graphs, plot, md, change_bias, model_devi, distill)
 
 
 class _StderrHandler(logging.StreamHandler):

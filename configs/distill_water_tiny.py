@@ -1,0 +1,31 @@
+"""configs/distill_water.py in a minute of CPU: one short MD run, a tiny se_e2_a student
+trained for a few steps (the distillation tests).
+
+    dpa2-jax distill configs/distill_water_tiny.py --workdir runs/distill_tiny
+"""
+
+import ml_collections
+
+from configs import distill_water
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = distill_water.get_config()
+    config.explore.structures = [f"{distill_water.WATER}/data_0"]
+    config.explore.temperatures = [300.0]
+    config.explore.steps = 20
+    config.explore.every = 5
+    config.explore.perturb.copies = 1
+    config.student.model = {
+        "type_map": ["O", "H"],
+        "descriptor": {
+            "type": "se_e2_a", "sel": [16, 32], "rcut_smth": 0.5, "rcut": 4.0,
+            "neuron": [4, 8], "axis_neuron": 4, "type_one_side": True, "precision": "float64",
+        },
+        "fitting_net": {"neuron": [8, 8], "resnet_dt": True, "precision": "float64"},
+    }  # fmt: skip
+    config.student.training.numb_steps = 10
+    config.student.training.disp_freq = 5
+    config.student.training.save_freq = 10
+    config.report.repeats = 2
+    return config

@@ -1,0 +1,227 @@
+"""The distillation pipeline, stage by stage, each writing under WORKDIR and skipped when its
+outputs exist (so a killed run resumes where it stopped):
+
+    explore  teacher MD -> WORKDIR/explore/<run>/ (unlabelled npy), explore/summary.json
+    label    teacher labels -> WORKDIR/data/{train,valid}/<run>/, data/summary.json
+    train    the student (train/loop.py) -> WORKDIR/student/ (a training workdir; an
+             interrupted training continues from its last checkpoint), student/summary.json
+    report   errors and speedup -> WORKDIR/report.json
+
+A stage's ``summary.json`` is written last: it marks the stage as done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+
+from tqdm.auto import tqdm
+
+from dpa2_jax.distill.config import DistillConfig, student_input
+from dpa2_jax.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+STAGES = ("explore", "label", "train", "report")
+
+
+def _done(path: str, teacher: str | None = None) -> dict | None:
+    """A finished stage's summary, or None; warns when it was made by another teacher."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    if teacher is not None and summary.get("teacher", teacher) != teacher:
+        logger.warning("%s: made with teacher %s, not %s; kept (delete the folder to redo it)",
+                       path, summary["teacher"], teacher)  # fmt: skip
+    return summary
+
+
+def _write_json(path: str, value) -> None:
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+def _load(path: str):
+    from dpa2_jax import load
+
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: no such model file or directory")
+    with warnings.catch_warnings():  # the x64 notice of load
+        warnings.simplefilter("ignore", UserWarning)
+        return load(path)
+
+
+def _bar(total: int, desc: str, unit: str):
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=None)  # fmt: skip
+
+
+def run_explore(cfg: DistillConfig, workdir: str) -> dict:
+    """Stage (a): teacher MD at each temperature from each structure (``explore.py``)."""
+    from dpa2_jax.distill.explore import explore
+
+    summary_path = os.path.join(workdir, "explore", "summary.json")
+    if (done := _done(summary_path, cfg.teacher)) is not None:
+        return done
+    start = time.perf_counter()
+    teacher = _load(cfg.teacher)
+    committee = [_load(m) for m in cfg.explore.committee.models]
+    ex = cfg.explore
+    total = ex.steps * len(ex.structures) * len(ex.temperatures)
+    with _bar(total, "explore", "step") as bar:
+        runs = explore(teacher, ex, os.path.join(workdir, "explore"), cfg.head, committee,
+                       bar.update)  # fmt: skip
+    summary = {"runs": runs, "teacher": cfg.teacher, "seconds": time.perf_counter() - start}
+    _write_json(summary_path, summary)
+    return summary
+
+
+def _explored_systems(workdir: str) -> list[str]:
+    summary = _done(os.path.join(workdir, "explore", "summary.json"))
+    if summary is None:
+        raise DataError(f"{workdir}/explore/summary.json: missing; run --stage explore first")
+    paths = [os.path.join(workdir, "explore", r["name"]) for r in summary["runs"]]
+    paths = [p for p in paths if os.path.isfile(os.path.join(p, "type.raw"))]
+    if not paths:
+        raise DataError(f"{workdir}/explore: no frame was kept (committee selection too "
+                        "strict, or no MD frames); nothing to label")  # fmt: skip
+    return paths
+
+
+def run_label(cfg: DistillConfig, workdir: str) -> dict:
+    """Stage (b): teacher energies, forces, virials; train / validation split (``label.py``)."""
+    from dpa2_jax.data import read_npy_system
+    from dpa2_jax.distill.label import teacher_labels, write_split
+
+    summary_path = os.path.join(workdir, "data", "summary.json")
+    if (done := _done(summary_path, cfg.teacher)) is not None:
+        return done
+    explored = _explored_systems(workdir)
+    start = time.perf_counter()
+    teacher = _load(cfg.teacher)
+    systems = [read_npy_system(p) for p in explored]
+    out = {"train": [], "valid": [], "frames": 0, "teacher": cfg.teacher}
+    with _bar(sum(s.nframes for s in systems), "label", "frame") as bar:
+        for k, (path, system) in enumerate(zip(explored, systems)):
+            labelled = teacher_labels(teacher, system, cfg.head, progress=bar.update)
+            name = os.path.basename(path)
+            train, valid = write_split(
+                labelled, cfg.label.validation_fraction, cfg.label.seed + k,
+                os.path.join(workdir, "data", "train", name),
+                os.path.join(workdir, "data", "valid", name),
+            )  # fmt: skip
+            out["train"] += [os.path.relpath(train, workdir)] if train else []
+            out["valid"] += [os.path.relpath(valid, workdir)] if valid else []
+            out["frames"] += system.nframes
+    out["seconds"] = time.perf_counter() - start
+    _write_json(summary_path, out)
+    return out
+
+
+def run_train(cfg: DistillConfig, workdir: str) -> dict:
+    """Stage (c): the student trained on the labelled data (``train/loop.py``); continues from
+    the last checkpoint of an interrupted training."""
+    from dpa2_jax.train.config import run_config
+    from dpa2_jax.train.loop import train_and_evaluate
+
+    student_dir = os.path.join(workdir, "student")
+    summary_path = os.path.join(student_dir, "summary.json")
+    if (done := _done(summary_path)) is not None:
+        return done
+    data = _done(os.path.join(workdir, "data", "summary.json"))
+    if data is None:
+        raise DataError(f"{workdir}/data/summary.json: missing; run --stage label first")
+    if not data["train"]:
+        raise DataError(f"{workdir}/data/train: no training system was written")
+    root = os.path.abspath(workdir)
+    d = student_input(cfg, [os.path.join(root, p) for p in data["train"]],
+                      [os.path.join(root, p) for p in data["valid"]])  # fmt: skip
+    run = run_config(d, os.path.abspath(workdir))
+    restart = os.path.isdir(os.path.join(student_dir, "checkpoints")) and any(
+        name.isdigit() for name in os.listdir(os.path.join(student_dir, "checkpoints"))
+    )
+    if restart:
+        logger.info("train: continuing the student's training in %s", student_dir)
+    result = train_and_evaluate(run, student_dir, restart=restart)
+    _write_json(summary_path, result)
+    return result
+
+
+def run_report(cfg: DistillConfig, workdir: str) -> dict:
+    """Stage (d): errors against the teacher and DFT, and the speedup (``report.py``)."""
+    from dpa2_jax.distill import report
+    from dpa2_jax.md.output import read_structure
+
+    path = os.path.join(workdir, "report.json")
+    if (done := _done(path)) is not None:
+        return done
+    data = _done(os.path.join(workdir, "data", "summary.json"))
+    if data is None or _done(os.path.join(workdir, "student", "summary.json")) is None:
+        raise DataError(f"{workdir}: the label and train stages have not finished; run them "
+                        "first (--stage all)")  # fmt: skip
+    start = time.perf_counter()
+    teacher = _load(cfg.teacher)
+    student = _load(os.path.join(workdir, "student"))
+    valid = [os.path.join(workdir, p) for p in data["valid"]]
+    errors = {}
+    with _bar(2 + 2 * len(cfg.report.dft_systems) + bool(valid), "report", "test") as bar:
+        if valid:
+            errors["student vs teacher, held out"] = report.errors(student, valid)
+            bar.update()
+        for system in cfg.report.dft_systems:
+            name = os.path.basename(os.path.normpath(system))
+            errors[f"student vs DFT, {name}"] = report.errors(student, [system])
+            errors[f"teacher vs DFT, {name}"] = report.errors(teacher, [system], cfg.head)
+            bar.update(2)
+        atoms = read_structure(cfg.report.speed_structure or cfg.explore.structures[0])
+        t_teacher = report.evaluate_seconds(teacher, atoms, cfg.report.repeats, cfg.head)
+        bar.update()
+        t_student = report.evaluate_seconds(student, atoms, cfg.report.repeats)
+        bar.update()
+    result = {
+        "errors": errors,
+        "speed": {"atoms": len(atoms), "repeats": cfg.report.repeats, "teacher_s": t_teacher,
+                  "student_s": t_student, "speedup": t_teacher / t_student},
+        "teacher": cfg.teacher, "student": os.path.join(workdir, "student"),
+        "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    _write_json(path, result)
+    return result
+
+
+def summary_line(stage: str, summary: dict) -> str:
+    """One line on what a stage made."""
+    if stage == "explore":
+        kept = sum(r.get("kept", 0) for r in summary["runs"])
+        return f"explore: {len(summary['runs'])} MD run(s), {kept} frames kept"
+    if stage == "label":
+        return (f"label: {summary['frames']} frames labelled; {len(summary['train'])} training "
+                f"and {len(summary['valid'])} validation systems under data/")  # fmt: skip
+    if stage == "train":
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in summary.items() if k.startswith("rmse"))
+        return f"train: {summary['steps']} steps; {shown}"
+    from dpa2_jax.distill.report import table
+
+    return table(summary)
+
+
+RUNNERS = {"explore": run_explore, "label": run_label, "train": run_train, "report": run_report}
+
+
+def run(cfg: DistillConfig, workdir: str, stage: str = "all") -> dict:
+    """Runs one stage or all of them in order; returns {stage: its summary}."""
+    if stage != "all" and stage not in RUNNERS:
+        raise ConfigError(f"stage {stage!r}: expected one of {[*STAGES, 'all']}")
+    os.makedirs(workdir, exist_ok=True)
+    out = {}
+    for name in STAGES if stage == "all" else (stage,):
+        out[name] = RUNNERS[name](cfg, workdir)
+        logger.info("distill: stage %s done (%.1f s when it ran)", name,
+                    out[name].get("seconds", float("nan")))  # fmt: skip
+    return out

@@ -1,0 +1,62 @@
+"""Report: how well and how fast the student stands in for the teacher.
+
+- errors against the teacher on the held-out sampled frames (WORKDIR/data/valid/*), and of
+  both models against the labels of ``report.dft_systems`` (DFT), as ``dpa2-jax test`` computes
+  them (``metrics.test_system``: energy per atom eV, forces eV/A, virial per atom eV; RMSE and
+  MAE);
+- speed: the median wall time of ``evaluate`` (energy, forces, virial) on one frame of
+  ``speed_structure`` after a first, compiling call; speedup = teacher time / student time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+
+from dpa2_jax.data import read_npy_system
+from dpa2_jax.metrics import merge_metrics, test_system
+
+ROWS = ("energy_per_atom", "forces", "virial_per_atom")
+
+
+def errors(pot, systems: Sequence[str], head: str | None = None) -> dict:
+    """Merged ``dp test`` metrics of ``pot`` over the labelled npy systems ``systems``
+    ({quantity: {rmse, mae, count}}), with ``frames``. One frame per call, as labelling and
+    timing do, so that one compiled shape serves all three."""
+    results = []
+    for path in systems:
+        system = read_npy_system(path)
+        results.append(test_system(pot, system, head=head, batch_atoms=system.natoms))
+    merged = merge_metrics([r["metrics"] for r in results])
+    return {"frames": sum(r["nframes"] for r in results), **merged}
+
+
+def evaluate_seconds(pot, atoms, repeats: int, head: str | None = None) -> float:
+    """Median seconds of ``pot.evaluate`` on ``atoms`` over ``repeats`` calls, after one
+    untimed call (compilation)."""
+    coord, symbols = atoms.positions[None], atoms.get_chemical_symbols()
+    cell = atoms.cell.array[None] if atoms.pbc.all() else None
+    pot.evaluate(coord, cell, symbols, head=head)
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        pot.evaluate(coord, cell, symbols, head=head)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def table(report: dict) -> str:
+    """A short plain-text table of the report's RMSEs and timings."""
+    lines = [f"{'RMSE':40s} {'energy eV/atom':>15s} {'force eV/A':>11s} {'virial eV/atom':>15s}"]
+    for name, metrics in report["errors"].items():
+        cells = [metrics.get(q, {}).get("rmse") for q in ROWS]
+        shown = [f"{c:.4g}" if c is not None else "-" for c in cells]
+        label = f"{name} ({metrics['frames']} frames)"
+        lines.append(f"{label:40s} {shown[0]:>15s} {shown[1]:>11s} {shown[2]:>15s}")
+    speed = report["speed"]
+    lines.append(
+        f"evaluate, {speed['atoms']} atoms: teacher {speed['teacher_s']:.4g} s, student "
+        f"{speed['student_s']:.4g} s, speedup {speed['speedup']:.2f}x"
+    )
+    return "\n".join(lines)
