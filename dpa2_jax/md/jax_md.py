@@ -407,5 +407,4 @@ def energy_fn(
             bad = bad | (jnp.min(perpendicular_widths(jax.lax.stop_gradient(cell))) <= 2 * rcut)
         return e * jnp.where(bad, jnp.nan, 1.0).astype(e.dtype)
 
-    energy.layout = layout  # what the driver grows on slot overflow (md/simulate.py)
     return energy
