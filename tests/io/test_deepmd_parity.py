@@ -125,7 +125,7 @@ def test_water_matches_deepmd_with_truncated_neighbor_lists():
     _check_variant("base", ["water"])
 
 
-@pytest.mark.parametrize("variant", ["base", "no_three_body"])
+@pytest.mark.parametrize("variant", ["base", pytest.param("no_three_body", marks=pytest.mark.slow)])
 def test_slots_built_on_device_from_shuffled_edges_match_host_slots(variant):
     """Periodic (triclinic and 192-atom water, lists truncated at sel) and free-space frames:
     edges in random order, ranked inside jit, give the host-sorted numbers to 1e-12."""

@@ -18,7 +18,13 @@ from dpa2_jax.io.deepmd_model import from_deepmd
 from dpa2_jax.model.potential import Potential
 
 REF = Path(__file__).resolve().parent.parent / "reference" / "model_options"
-CASES = [(m, g) for m in ("fparam", "exclusions") for g in ("molecule", "small_cell")]
+# Each model once in the default suite (one periodic, one free-space frame); all four with -m slow.
+DEFAULT_CASES = {("fparam", "small_cell"), ("exclusions", "molecule")}
+CASES = [
+    (m, g) if (m, g) in DEFAULT_CASES else pytest.param(m, g, marks=pytest.mark.slow)
+    for m in ("fparam", "exclusions")
+    for g in ("molecule", "small_cell")
+]
 KEYS = ("energy", "forces", "virial", "atom_energy", "atom_virial")
 TOL = 1e-10
 

@@ -87,7 +87,12 @@ def _check(pot, x, types, cell, energy, forces, stress=None):
         np.testing.assert_allclose(np.asarray(stress), -ref["stress"][0], **TOL)
 
 
-@pytest.mark.parametrize("fmt", ["Dense", "Sparse", "OrderedSparse", None])
+@pytest.mark.parametrize(
+    "fmt",
+    # Sparse and no list at all take the same edge path as OrderedSparse and Dense
+    ["Dense", "OrderedSparse"]
+    + [pytest.param(f, marks=pytest.mark.slow) for f in ("Sparse", None)],
+)
 def test_molecule_free_space(pot, molecule, fmt):
     x, types = molecule
     E = energy_fn(pot, types)

@@ -45,6 +45,7 @@ def test_four_devices_step_like_one_device_on_the_union_batch():
     _assert_matches_union_batch(_run_check())
 
 
+@pytest.mark.slow  # tests/train/test_multitask.py checks the same on one device
 def test_multitask_other_head_stays_bit_for_bit_on_every_device():
     """A two-head model stepped twice on head "a" over 4 devices: head "b" and its Adam state
     keep their initial bits on every device; head "a" and the descriptor move. The parallel
