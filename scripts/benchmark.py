@@ -165,16 +165,17 @@ def _peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
 
 
-def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
+def inference(model: str, precision: str, n_atoms: int, repeats: int, built=None) -> dict:
     """Energy + forces of tiled water with dpa2_jax: the jitted call on a prepared padded graph
-    (what an MD step costs), and Potential.evaluate end to end (host neighbor list included)."""
+    (what an MD step costs), and Potential.evaluate end to end (host neighbor list included).
+    ``built``: (config, params) to time instead of configs/<model>.py's random model."""
     import jax
 
     from dpa2_jax.graph import batch_graphs, frame_to_graph
     from dpa2_jax.model.compiled import compiled_forces_fn
     from dpa2_jax.model.potential import Potential
 
-    cfg, params = _model(model, precision)
+    cfg, params = built or _model(model, precision)
     pot = Potential(cfg, params)
     positions, cell = tiled_water(n_atoms)
     types = np.tile(np.loadtxt(WATER / "type.raw", dtype=int), len(positions) // 192)
@@ -202,6 +203,44 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int) -> dict:
         "compile_seconds": round(compile_s, 2),
         "peak_rss_gb": _peak_rss_gb(),
     }
+
+
+def student(precision: str, compressed: bool, repeats: int) -> dict:
+    """``inference`` of the distillation student (configs/distill_water.py: se_e2_a [10, 20, 40]
+    / axis 8, fitting [120] x 3) on 192-atom water: random nets with the water data's
+    environment statistics, and with ``compressed`` its embedding nets tabulated as
+    ``dp compress`` does (stride 0.01 / 0.1, extrapolate 5), plus the largest energy and force
+    differences from the plain model on that frame."""
+    import jax
+
+    from dpa2_jax.data import read_npy_system
+    from dpa2_jax.data.stats import apply_statistics, compute_statistics
+    from dpa2_jax.descriptor.se_e2_a import compress, min_neighbor_distance
+    from dpa2_jax.io.deepmd_config import model_config
+    from dpa2_jax.model import init
+    from dpa2_jax.model.potential import Potential
+
+    section = importlib.import_module("configs.distill_water").get_config().student.model
+    section["descriptor"]["precision"] = precision
+    section["fitting_net"]["precision"] = precision
+    cfg = model_config(section)
+    jax.config.update("jax_enable_x64", precision == "float64")
+    system = read_npy_system(WATER, type_map=list(cfg.type_map))
+    params = apply_statistics(init(jax.random.key(0), cfg), cfg, compute_statistics(cfg, [system]))
+    if not compressed:
+        return inference("", precision, 192, repeats, built=(cfg, params))
+    frames = [(system.coords[f], system.atom_types, system.cells[f]) for f in range(system.nframes)]
+    min_dist = min_neighbor_distance(frames, cfg.descriptor.rcut)
+    tabulated = {**params, "descriptor": compress(params["descriptor"], cfg.descriptor, min_dist)}
+    result = inference("", precision, 192, repeats, built=(cfg, tabulated))
+    args = (system.coords[:1], system.cells[:1], system.atom_types)
+    plain, tab = Potential(cfg, params).evaluate(*args), Potential(cfg, tabulated).evaluate(*args)
+    result["max_abs_energy_diff_ev"] = float(np.abs(tab["energy"] - plain["energy"]).max())
+    result["max_abs_force_diff_ev_per_a"] = float(np.abs(tab["forces"] - plain["forces"]).max())
+    result["table_intervals"] = [
+        len(tb["coef"]) for tb in tabulated["descriptor"]["block"]["tables"]
+    ]
+    return result
 
 
 def train_step(model: str, precision: str, repeats: int) -> dict:
@@ -610,11 +649,16 @@ for _m in ("small", "medium"):
     CASES[f"compare_{_m}_float64_192"] = lambda a, m=_m: compare(m, a.repeats)
 for _p in ("float64", "float32"):  # the se_e2_a student (configs/se_e2_a_water.py)
     CASES[f"se_e2_a_water_{_p}_192"] = lambda a, p=_p: inference("se_e2_a_water", p, 192, a.repeats)
+for _p in ("float64", "float32"):  # the distillation student, plain and tabulated
+    CASES[f"se_e2_a_student_{_p}_192"] = lambda a, p=_p: student(p, False, a.repeats)
+    CASES[f"se_e2_a_student_compressed_{_p}_192"] = lambda a, p=_p: student(p, True, a.repeats)
 for _n in (1536, 5184, 12288):
     CASES[f"small_float64_{_n}"] = lambda a, n=_n: inference("small", "float64", n, a.repeats)
 for _p in ("float64", "float32"):  # MD: 10 NVE steps per jitted call
     for _n in (192, 1536, 12288, 98304):
-        CASES[f"md_small_{_p}_{_n}"] = lambda a, p=_p, n=_n: md_nve("small", p, n, a.repeats)
+        CASES[f"md_small_{_p}_{_n}"] = lambda a, p=_p, n=_n: md_nve(
+            "small", p, n, a.repeats, a.md_steps
+        )
 CASES["reference_md_small_float64_192"] = lambda a: reference_md_nve("small", 192, a.repeats)
 CASES["compare_md_small_float64_192"] = lambda a: compare_md("small", 192, a.repeats)
 DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_small_float64",
@@ -623,10 +667,11 @@ DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_s
            "small_float64_5184", "small_float64_12288"]  # fmt: skip
 
 
-def run_isolated(name: str, repeats: int) -> dict:
+def run_isolated(name: str, repeats: int, md_steps: int = 10) -> dict:
     """Runs one case in a fresh process, so that its peak memory is its own."""
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", name, "--repeats", str(repeats)],
+        [sys.executable, __file__, "--worker", name, "--repeats", str(repeats),
+         "--md-steps", str(md_steps)],
         capture_output=True, text=True,
     )  # fmt: skip
     if out.returncode != 0:
@@ -646,6 +691,10 @@ def main() -> None:
         help="also time DeePMD-kit 3.2.0 (JAX backend) on the 192-atom cases",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
+    parser.add_argument(
+        "--md-steps", type=int, default=10,
+        help="MD steps per jitted call in the md_* cases (1 for the largest boxes)",
+    )  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -655,7 +704,7 @@ def main() -> None:
     if args.reference:
         cases += [c for c in ("compare_small_float64_192", "compare_medium_float64_192",
                               "reference_small_float64_192") if c not in cases]  # fmt: skip
-    results = {name: run_isolated(name, args.repeats) for name in cases}
+    results = {name: run_isolated(name, args.repeats, args.md_steps) for name in cases}
     for model in ("small", "medium"):
         ours, ref = (
             results.get(f"{model}_float64_192"),

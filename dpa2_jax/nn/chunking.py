@@ -6,14 +6,50 @@ over fixed-size chunks of centers with ``jax.lax.map`` and ``jax.checkpoint``, s
 per-slot and per-pair intermediates exist for one chunk at a time, in the forward and the
 backward pass: memory grows linearly with the number of atoms at a small constant, and the
 working set stays cache-sized. Results are identical to the unchunked call.
+
+A stack of such blocks (the repformer layers) keeps its per-slot arrays in the chunked layout
+from one block to the next (``NodeChunks``: split once, ``map_chunks`` per block, merged once),
+so that no block pads, stacks and slices a copy of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+
+class NodeChunks(NamedTuple):
+    """How n nodes are split: ``count`` chunks of ``size`` centers (the last rows padding)."""
+
+    n: int
+    count: int
+    size: int
+
+    @classmethod
+    def of(cls, n: int, chunk: int) -> NodeChunks:
+        """Equal chunks of at most ``chunk`` centers, at most count - 1 padded rows."""
+        count = max(1, -(-n // chunk))
+        return cls(n, count, -(-n // count))
+
+    def split(self, a):
+        """[n, ...] -> [count, size, ...]; padded rows are zeros (their results are dropped)."""
+        a = jnp.pad(a, [(0, self.count * self.size - self.n)] + [(0, 0)] * (a.ndim - 1))
+        return a.reshape(self.count, self.size, *a.shape[1:])
+
+    def merge(self, a):
+        """[count, size, ...] -> [n, ...]."""
+        return a.reshape(self.count * self.size, *a.shape[2:])[: self.n]
+
+
+def map_chunks(fn: Callable, chunked: tuple, shared: tuple = ()):
+    """``fn(*chunk, *shared)`` for each chunk of the [count, size, ...] arrays ``chunked``,
+    sequentially and recomputed in the backward pass; returns fn's pytree with [count, size,
+    ...] leaves."""
+    body = jax.checkpoint(lambda xs: fn(*xs, *shared))
+    return jax.lax.map(body, chunked)
 
 
 def map_nodes(fn: Callable, chunk: int, per_node: tuple, shared: tuple = ()):
@@ -28,14 +64,6 @@ def map_nodes(fn: Callable, chunk: int, per_node: tuple, shared: tuple = ()):
     n = per_node[0].shape[0]
     if n <= chunk:
         return fn(*per_node, *shared)
-    n_chunks = -(-n // chunk)
-    chunk = -(-n // n_chunks)  # equal chunks, at most n_chunks - 1 padded rows
-    pad = n_chunks * chunk - n
-
-    def split(a):
-        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))  # padded rows are discarded
-        return a.reshape(n_chunks, chunk, *a.shape[1:])
-
-    body = jax.checkpoint(lambda xs: fn(*xs, *shared))
-    out = jax.lax.map(body, tuple(split(a) for a in per_node))
-    return jax.tree.map(lambda o: o.reshape(n_chunks * chunk, *o.shape[2:])[:n], out)
+    chunks = NodeChunks.of(n, chunk)
+    out = map_chunks(fn, tuple(chunks.split(a) for a in per_node), shared)
+    return jax.tree.map(chunks.merge, out)

@@ -187,6 +187,14 @@ def test_atoms_per_batch_does_not_change_results(pot80, pot16, pot_frames):
     assert_same(a, b)
 
 
+def test_node_chunks_do_not_change_results(cfg, params, pot80, pot_frames):
+    """96 padded nodes in 14 chunks of 7 (two padded rows; nn/chunking.py, the repformer
+    layers kept chunked between layers) give the unchunked numbers."""
+    coords, types = pot_frames
+    chunked = Potential(cfg, params, atoms_per_batch=80, node_chunk=7)
+    assert_same(pot80.evaluate(coords, POT_CELL, types), chunked.evaluate(coords, POT_CELL, types))
+
+
 def test_same_shapes_do_not_recompile(pot16, pot_frames):
     coords, types = pot_frames
     first = pot16.evaluate(coords, POT_CELL, types)

@@ -96,27 +96,31 @@ def apply(
     rr, sw, nei = _block_env(params["repinit"], species, nb, cfg, ri.rcut, ri.rcut_smth)
     chunk = layout.node_chunk
     slots = layout.slots
-    g1 = map_nodes(
-        lambda rr, sw, sp, nei: repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, sp, nei, tebd),
-        chunk, (rr, sw, species, nei),
-    )  # fmt: skip
+    per_node = [rr, sw, species, nei, g1_tebd]
     if ri.use_three_body:
         n3 = slots[0] if slots else ri.three_body_sel
         nb3 = nb.restrict(ri.three_body_rcut, n3)
         block = dict(params["three_body"], davg=params["three_body"]["davg"][:, :n3],
                      dstd=params["three_body"]["dstd"][:, :n3])  # fmt: skip
-        rr3, sw3, nei3 = _block_env(
+        per_node += _block_env(
             block, species, nb3, cfg, ri.three_body_rcut, ri.three_body_rcut_smth
         )
-        g3 = map_nodes(
-            lambda rr, sw, nei: three_body.apply(params["three_body"], ri, cfg.smooth, rr, sw, nei, tebd),
-            chunk, (rr3, sw3, nei3),
-        )  # fmt: skip
-        g1 = jnp.concatenate([g1, g3], -1)
-    if "g1_shape_transform" in params:
-        g1 = dense(params["g1_shape_transform"], g1)
-    if cfg.add_tebd_to_repinit_out:
-        g1 = g1 + dense(params["tebd_transform"], g1_tebd)
+
+    def initial_g1(rr, sw, species, nei, g1_tebd, *three):
+        """Repinit (+ three-body), brought to g1_dim, per chunk of centers: the wide repinit
+        output [n, neuron[-1] * axis_neuron] exists for one chunk at a time."""
+        g1 = repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, species, nei, tebd)
+        if three:
+            rr3, sw3, nei3 = three
+            g3 = three_body.apply(params["three_body"], ri, cfg.smooth, rr3, sw3, nei3, tebd)
+            g1 = jnp.concatenate([g1, g3], -1)
+        if "g1_shape_transform" in params:
+            g1 = dense(params["g1_shape_transform"], g1)
+        if cfg.add_tebd_to_repinit_out:
+            g1 = g1 + dense(params["tebd_transform"], g1_tebd)
+        return g1
+
+    g1 = map_nodes(initial_g1, chunk, tuple(per_node))
 
     # The repformer block drops excluded pairs before computing its environment matrix.
     nf = slots[1] if slots else rf.nsel
