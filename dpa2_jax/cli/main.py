@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dpa2_jax import __version__
 from dpa2_jax.cli import (
     change_bias,
+    compress,
     convert,
     distill,
     export,
@@ -28,7 +29,9 @@ from dpa2_jax.cli import (
 )
 from dpa2_jax.errors import Dpa2JaxError
 
-SUBCOMMANDS = (train, convert, export, test, graphs, plot, md, change_bias, model_devi, distill)
+SUBCOMMANDS = (
+    train, convert, export, test, graphs, plot, md, change_bias, model_devi, distill, compress,
+)  # fmt: skip
 
 
 class _StderrHandler(logging.StreamHandler):

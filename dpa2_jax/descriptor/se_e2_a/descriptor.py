@@ -23,6 +23,7 @@ from dpa2_jax.descriptor.env_mat import (
 )
 from dpa2_jax.descriptor.family import Block, Layout
 from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig
+from dpa2_jax.descriptor.se_e2_a.tabulate import tabulated_embedding
 from dpa2_jax.nn import init_network, network
 from dpa2_jax.nn.chunking import map_nodes
 from dpa2_jax.typing import Array, Params, Rng
@@ -84,9 +85,16 @@ def group_by_type(nb: Neighborhood, species: Array, type_sel: tuple[int, ...]) -
     return Neighborhood(index, mask, diff, nb.first).with_mask(mask)
 
 
-def _type_sum(cfg: SeE2AConfig, nets: list, rr: Array, species: Array) -> Array:
-    """T_i [n, ng, 4] (before 1/sum(sel)) from the normalised type-grouped rr [n, sel, 4]."""
-    act = cfg.activation_function
+def _type_sum(cfg: SeE2AConfig, block: Params, rr: Array, species: Array) -> Array:
+    """T_i [n, ng, 4] (before 1/sum(sel)) from the normalised type-grouped rr [n, sel, 4].
+    A compressed block (``tabulate.compress``) reads G from its tables instead of the nets."""
+    tables = block.get("tables")
+
+    def embed(k: int, s: Array) -> Array:  # s [n, count, 1] -> G [n, count, ng]
+        if tables is not None:
+            return tabulated_embedding(tables[k], s[..., 0])
+        return network(block["embeddings"][k], s, cfg.activation_function)
+
     total = 0.0
     start = 0
     for tj, count in enumerate(cfg.type_sel):
@@ -96,11 +104,11 @@ def _type_sum(cfg: SeE2AConfig, nets: list, rr: Array, species: Array) -> Array:
             continue
         s = r[..., :1]  # [n, count, 1]
         if cfg.type_one_side:
-            g = network(nets[tj], s, act)  # [n, count, ng]
+            g = embed(tj, s)  # [n, count, ng]
         else:  # every center type's net, kept where the center has that type
             g = 0.0
             for ti in range(cfg.ntypes):
-                gi = network(nets[ti + cfg.ntypes * tj], s, act)
+                gi = embed(ti + cfg.ntypes * tj, s)
                 g = jnp.where((species == ti)[:, None, None], gi, g)
         total = total + jnp.einsum("nsg,nsk->ngk", g, r)  # [n, ng, 4]
     return total
@@ -132,7 +140,7 @@ def apply(
         rr = jnp.where(keep[..., None], rr, 0.0)
 
     def per_node(rr, species):
-        t = _type_sum(cfg, block["embeddings"], rr, species) / cfg.sel  # [n, ng, 4]
+        t = _type_sum(cfg, block, rr, species) / cfg.sel  # [n, ng, 4]
         d = jnp.einsum("ngk,nak->nga", t, t[:, : cfg.axis_neuron])  # [n, ng, axis_neuron]
         return d.reshape(d.shape[0], -1)
 
