@@ -88,17 +88,23 @@ def committee_deviation(pots: Sequence, frames: Frames, head: str | None) -> np.
     return table
 
 
-def sample_md(
-    pot, atoms, cfg: ExploreConfig, temperature: float, seed: int, head: str | None,
-    progress: Callable[[int], None] | None = None,
-) -> Frames:  # fmt: skip
-    """Runs the teacher's MD from ``atoms`` and keeps a frame every ``cfg.every`` steps
-    (steps every, 2 every, ..., and the last)."""
+def teacher_md(pot, atoms, cfg: ExploreConfig, head: str | None):
+    """The teacher's MD from ``atoms`` (``md.simulate.Simulation``), compiled once for every
+    temperature (``with_temperature``)."""
     from dpa2_jax.md import simulate
 
-    md = simulate.MDConfig(ensemble=cfg.ensemble, temperature=temperature,
+    md = simulate.MDConfig(ensemble=cfg.ensemble, temperature=cfg.temperatures[0],
                            timestep=cfg.timestep, thermostat=cfg.thermostat, tau_t=cfg.tau_t)  # fmt: skip
-    sim = simulate.build_simulation(pot, atoms, md, head=head)
+    return simulate.build_simulation(pot, atoms, md, head=head)
+
+
+def sample_md(
+    sim, cfg: ExploreConfig, seed: int, progress: Callable[[int], None] | None = None
+) -> Frames:
+    """Runs ``sim`` (``teacher_md``, at its temperature) and keeps a frame every ``cfg.every``
+    steps (steps every, 2 every, ..., and the last)."""
+    from dpa2_jax.md import simulate
+
     state0, nbr0 = sim.init(seed)
     coords, cells, steps, done = [], [], [], 0
     for step, state, _, obs in simulate.run_chunks(sim, state0, nbr0, cfg.steps, cfg.every):
@@ -140,6 +146,7 @@ def explore(
     summary = []
     for i, structure in enumerate(cfg.structures):
         atoms = read_structure(structure)
+        base = None  # built when a run of this structure is still to do
         for j, temperature in enumerate(cfg.temperatures):
             name = run_name(i, temperature)
             path = os.path.join(outdir, name)
@@ -150,7 +157,8 @@ def explore(
                     progress(cfg.steps)
                 summary.append({"name": name, "path": path, "skipped": True})
                 continue
-            frames = sample_md(pot, atoms, cfg, temperature, seed, head, progress)
+            base = base or teacher_md(pot, atoms, cfg, head)
+            frames = sample_md(base.with_temperature(temperature), cfg, seed, progress)
             sampled = perturb(frames, cfg.perturb, np.random.default_rng(seed))
             kept = _select(sampled, committee, cfg.committee, path)
             entry = {"name": name, "path": path, "structure": structure,

@@ -71,6 +71,9 @@ class Simulation(NamedTuple):
     symbols: tuple[str, ...]
     periodic: bool
     relayout: Callable[[Any], bool] = lambda state: False  # state -> whether slots grew
+    # temperature K -> the same simulation at that temperature (initial velocities, NVT/NPT
+    # target), sharing its compiled programs: the temperature is an argument of them
+    with_temperature: Callable[[float], Simulation] | None = None
 
 
 def masses_of(symbols) -> np.ndarray:
@@ -230,7 +233,7 @@ def build_simulation(
         _, shift = space.free()
         R0 = jnp.asarray(atoms.positions, pot.dtype)
     npt = cfg.ensemble == "npt"
-    kT = ase.units.kB * cfg.temperature
+    thermostat = cfg.ensemble != "nve"
 
     def box_of(state):
         return simulate.npt_box(state) if npt else box
@@ -264,11 +267,13 @@ def build_simulation(
         init_fn, apply_fn = _integrator(cfg, energy, shift)
 
         @jax.jit
-        def run(state, nbr, n_steps):
+        def run(state, nbr, n_steps, kT):
+            target = {"kT": kT} if thermostat else {}
+
             def step(_, carry):
                 state, nbr = carry
                 nbr = nbr.update(state.position, **({"box": box_of(state)} if npt else {}))
-                return apply_fn(state, neighbor=nbr), nbr
+                return apply_fn(state, neighbor=nbr, **target), nbr
 
             return jax.lax.fori_loop(0, n_steps, step, (state, nbr))
 
@@ -286,28 +291,35 @@ def build_simulation(
     def allocate(state):
         return nbr_fn.allocate(state.position, **({"box": box_of(state)} if npt else {}))
 
-    def init(seed: int):
-        momenta = jnp.asarray(initial_momenta(seed, masses_of(symbols), cfg.temperature),
-                              pot.dtype)  # fmt: skip
-        nbr = nbr_fn.allocate(R0)
-        init_fn = compiled(layout[0])[0]
-        key = jax.random.PRNGKey(seed)
-        common = {"mass": masses, "momenta": momenta, "neighbor": nbr}
-        if cfg.ensemble == "nve":
-            state = init_fn(key, R0, kT, **common)
-        elif npt:  # JAX-MD's NPT init_fn is not jitted: run it compiled, not op by op
-            state = jax.jit(init_fn)(key, R0, box, **common)
-        else:
-            state = init_fn(key, R0, **common)
-        return state, nbr
+    def at(temperature: float) -> Simulation:
+        check_config(dataclasses.replace(cfg, temperature=temperature), periodic)
+        kT = jnp.asarray(ase.units.kB * temperature, pot.dtype)
 
-    def run(state, nbr, n_steps):
-        return compiled(layout[0])[1](state, nbr, n_steps)
+        def init(seed: int):
+            momenta = jnp.asarray(initial_momenta(seed, masses_of(symbols), temperature),
+                                  pot.dtype)  # fmt: skip
+            nbr = nbr_fn.allocate(R0)
+            init_fn = compiled(layout[0])[0]
+            key = jax.random.PRNGKey(seed)
+            common = {"mass": masses, "momenta": momenta, "neighbor": nbr}
+            if cfg.ensemble == "nve":
+                state = init_fn(key, R0, kT, **common)
+            elif npt:  # JAX-MD's NPT init_fn is not jitted: run it compiled, not op by op
+                state = jax.jit(init_fn)(key, R0, box, kT=kT, **common)
+            else:
+                state = init_fn(key, R0, kT=kT, **common)
+            return state, nbr
 
-    def observe(state, nbr):
-        return compiled(layout[0])[2](state, nbr)
+        def run(state, nbr, n_steps):
+            return compiled(layout[0])[1](state, nbr, n_steps, kT)
 
-    return Simulation(init, run, observe, allocate, cfg, symbols, periodic, relayout)
+        def observe(state, nbr):
+            return compiled(layout[0])[2](state, nbr)
+
+        return Simulation(init, run, observe, allocate, dataclasses.replace(cfg, temperature=temperature),
+                          symbols, periodic, relayout, at)  # fmt: skip
+
+    return at(cfg.temperature)
 
 
 def run_chunks(

@@ -103,3 +103,37 @@ def test_driver_grows_compact_slots_and_matches_the_full_layout(water_pot, water
     ref = water_pot.evaluate(x, None, compact.get_chemical_symbols())
     np.testing.assert_allclose(obs["energy"], ref["energy"][0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(obs["forces"], ref["forces"][0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow  # about 70 s of CPU: two simulations compile
+def test_other_temperatures_reuse_the_compiled_run(water_pot, water_cluster):
+    """``with_temperature`` (distillation explores several temperatures per structure): NVT at
+    600 K from a simulation built at 300 K compiles nothing new and gives, step for step, what a
+    simulation built at 600 K gives (initial velocities and Nose-Hoover target)."""
+    import jax
+
+    from dpa2_jax.md.simulate import build_simulation, run_chunks
+
+    atoms = water_cluster(4)
+    cfg = MDConfig(ensemble="nvt", temperature=300.0, timestep=0.5)
+
+    def trajectory(sim):
+        state, nbr = sim.init(3)
+        return [np.asarray(s.position) for _, s, _, _ in run_chunks(sim, state, nbr, 20, 10)]
+
+    at_300 = build_simulation(water_pot, atoms, cfg)
+    first = trajectory(at_300)
+    compiles = []
+    listener = lambda event, *_, **__: compiles.append(event)  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        reused = trajectory(at_300.with_temperature(600.0))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert not [e for e in compiles if "backend_compile" in e], compiles
+    assert at_300.with_temperature(600.0).config.temperature == 600.0
+    fresh = trajectory(
+        build_simulation(water_pot, atoms, MDConfig(ensemble="nvt", temperature=600.0))
+    )
+    np.testing.assert_allclose(np.stack(reused), np.stack(fresh), rtol=0, atol=1e-12)
+    assert np.abs(np.stack(reused)[-1] - np.stack(first)[-1]).max() > 1e-4
