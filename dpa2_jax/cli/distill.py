@@ -26,6 +26,8 @@ cheaper student, driven by one CONFIG (a configs/*.py file; see configs/distill_
 
 A stage whose outputs exist is skipped, so rerunning after an interruption resumes (training
 continues from its last checkpoint). --stage runs one stage (its inputs must exist).
+Any CONFIG field can be overridden: --config.explore.steps=2000
+--config.explore.temperatures='[300, 600]' --config.student.training.numb_steps=20000.
 """
 
 
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from dpa2_jax.distill import pipeline, read_distill_config
     from dpa2_jax.model.jax_setup import enable_compilation_cache
 
-    cfg = read_distill_config(args.config)
+    from dpa2_jax.train.config import config_overrides
+
+    cfg = read_distill_config(args.config, config_overrides("distill", getattr(args, "extra", [])))
     if args.teacher is not None:
         cfg = dataclasses.replace(cfg, teacher=os.path.abspath(args.teacher))
     if args.head is not None:

@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``dpa2-jax`` with `argv` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "train":  # only train takes --config.* overrides
+    if extra and args.command not in ("train", "distill"):  # --config.* overrides
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     with _logging_to_stderr(args.verbose):

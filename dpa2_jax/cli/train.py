@@ -73,17 +73,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     distributed.initialize(args)  # before any other JAX call
-    from dpa2_jax.train.config import read_input
+    from dpa2_jax.train.config import config_overrides, read_input
     from dpa2_jax.train.finetune import Finetune
     from dpa2_jax.train.loop import train_and_evaluate
 
-    overrides = []
-    for item in getattr(args, "extra", []):
-        if not item.startswith("--config."):
-            raise ConfigError(f"train: unknown option {item!r} (overrides look like "
-                              "--config.training.numb_steps=2000)")  # fmt: skip
-        overrides.append(item[len("--config.") :])
-    run_cfg = read_input(args.input, overrides)
+    run_cfg = read_input(args.input, config_overrides("train", getattr(args, "extra", [])))
     if args.model_branch is not None and args.finetune is None:
         raise ConfigError("--model-branch needs --finetune PRETRAINED")
     finetune = Finetune(args.finetune, args.model_branch) if args.finetune else None

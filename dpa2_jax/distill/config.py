@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from dpa2_jax.errors import ConfigError
@@ -154,14 +155,17 @@ def distill_config(d: dict, base_dir: str, where: str = "config") -> DistillConf
     )  # fmt: skip
 
 
-def read_distill_config(path: str | os.PathLike) -> DistillConfig:
-    """DistillConfig of a ``configs/*.py`` file (``get_config()``)."""
-    from dpa2_jax.train.config import _load_py_config
+def read_distill_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DistillConfig:
+    """DistillConfig of a ``configs/*.py`` file (``get_config()``), with ``KEY.PATH=VALUE``
+    overrides applied (``--config.explore.steps=2000`` on the command line)."""
+    from dpa2_jax.train.config import _load_py_config, _override
 
     path = os.fspath(path)
     if not os.path.isfile(path) or not path.endswith(".py"):
         raise ConfigError(f"{path}: no such config file (expected a configs/*.py file)")
     d = _load_py_config(path).to_dict()
+    for item in overrides:
+        _override(d, item)
     return distill_config(d, os.path.dirname(os.path.abspath(path)), where=path)
 
 

@@ -336,6 +336,17 @@ def _load_py_config(path: str):
     return module.get_config()
 
 
+def config_overrides(command: str, extra: list[str]) -> list[str]:
+    """``KEY.PATH=VALUE`` of each ``--config.KEY.PATH=VALUE`` command-line item."""
+    overrides = []
+    for item in extra:
+        if not item.startswith("--config."):
+            raise ConfigError(f"{command}: unknown option {item!r} (overrides look like "
+                              "--config.training.numb_steps=2000)")  # fmt: skip
+        overrides.append(item[len("--config.") :])
+    return overrides
+
+
 def _override(d: dict, item: str) -> None:
     """Applies ``a.b.c=value`` (value parsed as JSON, else kept as a string) to ``d``."""
     if "=" not in item:

@@ -187,8 +187,9 @@ def _residual(n_in: int, width: int) -> np.ndarray:
 def _type_embedding_rows(descriptor: Params, old: Params, old_cfg, index, rng) -> Params:
     """The one-hot type embedding follows the elements: each kept element's row of the table
     (weights plus the residual term, which depends on the number of types) is carried over
-    exactly; new elements get weight rows drawn uniformly in [0, 1) (DeePMD-kit's
-    ``change_type_map``). Econf embeddings read the type map and need nothing."""
+    exactly; new elements get table rows drawn uniformly in [0, 1) (DeePMD-kit's
+    ``change_type_map`` draws them before taking the new residual off the weights). Econf
+    embeddings read the type map and need nothing."""
     if "type_embedding" not in descriptor or getattr(old_cfg.descriptor, "use_econf_tebd", False):
         return descriptor
     [layer] = old["type_embedding"]
@@ -197,7 +198,7 @@ def _type_embedding_rows(descriptor: Params, old: Params, old_cfg, index, rng) -
     table = w + _residual(w.shape[0], width)  # [old ntypes, tebd_dim] without the bias
     new_res = _residual(n_new, width)
     rows = np.array(
-        [table[i] - new_res[t] if i >= 0 else rng.random(width) for t, i in enumerate(index)],
+        [(table[i] if i >= 0 else rng.random(width)) - new_res[t] for t, i in enumerate(index)],
         dtype=w.dtype,
     )
     return {**descriptor, "type_embedding": [{**layer, "w": rows}]}

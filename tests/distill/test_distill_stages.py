@@ -133,6 +133,17 @@ def test_config_errors_name_the_key():
         distill_config({**base, "explore": {**base["explore"], "every": 50}}, ".")
 
 
+def test_config_overrides_apply_and_name_bad_keys():
+    from dpa2_jax.distill import read_distill_config
+
+    path = ROOT / "configs" / "distill_water_tiny.py"
+    cfg = read_distill_config(path, ["explore.steps=40", "explore.temperatures=[300, 900]"])
+    assert cfg.explore.steps == 40 and tuple(cfg.explore.temperatures) == (300, 900)
+    assert read_distill_config(path).explore.steps != 40
+    with pytest.raises(ConfigError, match="no section 'explor'"):
+        read_distill_config(path, ["explor.steps=40"])
+
+
 def test_command_errors_name_the_problem(tmp_path, capsys):
     from dpa2_jax.cli.main import main
 
@@ -146,6 +157,8 @@ def test_command_errors_name_the_problem(tmp_path, capsys):
     args = ["distill", config, "--workdir", str(tmp_path / "w"), "--teacher", str(teacher)]
     assert main(args) == 2
     assert f"{teacher}: no such model file or directory" in capsys.readouterr().err
+    assert main(["distill", config, "--workdir", str(tmp_path / "w"), "--steps=3"]) == 2
+    assert "distill: unknown option '--steps=3'" in capsys.readouterr().err
 
 
 def test_committee_selection(tiny_dp, tmp_path):
