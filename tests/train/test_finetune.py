@@ -1,0 +1,35 @@
+"""Fine-tuning's type-embedding carry-over (train/finetune.py) on a hand-made one-layer table."""
+
+import types
+
+import numpy as np
+import pytest
+
+from dpa2_jax.descriptor import type_embedding
+from dpa2_jax.train.finetune import _type_embedding_rows
+
+
+@pytest.mark.parametrize(
+    "n_old, width, index",
+    [
+        (3, 4, [2, -1, 0, 1]),  # C/H/N/O from O/H/C-like: N new, width == new ntypes
+        (4, 4, [-1, -1]),  # GeTe from H/C/N/O: both new, width == 2 x new ntypes
+        (2, 5, [1, -1, 0]),  # no residual
+    ],
+)
+def test_new_elements_get_table_rows_in_0_1_and_kept_ones_their_old_rows(n_old, width, index):
+    """As DeePMD-kit's change_type_map: a new element's table row (weights plus the residual,
+    without the bias) is uniform in [0, 1), whatever the new number of types."""
+    rng = np.random.default_rng(0)
+    old = [{"w": rng.normal(size=(n_old, width)), "b": rng.normal(size=width)}]
+    cfg = types.SimpleNamespace(descriptor=types.SimpleNamespace())
+    params = _type_embedding_rows({"type_embedding": old}, {"type_embedding": old}, cfg, index,
+                                  np.random.default_rng(1))  # fmt: skip
+    [layer] = params["type_embedding"]
+    table_old = np.asarray(type_embedding.apply(old, np.eye(n_old)))[:-1] - old[0]["b"]
+    table = np.asarray(type_embedding.apply([layer], np.eye(len(index))))[:-1] - layer["b"]
+    for t, i in enumerate(index):
+        if i >= 0:
+            np.testing.assert_allclose(table[t], table_old[i], atol=1e-14)
+        else:
+            assert np.all((table[t] >= 0) & (table[t] < 1)), table[t]
