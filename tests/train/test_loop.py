@@ -54,6 +54,7 @@ def test_checkpoints_best_and_trained_model_load(trained, capsys):
     assert abs(out["energy"][0] - energy) / len(types) < 5.0  # eV/atom; ~156 without the bias
 
 
+@pytest.mark.slow  # test_full_disk_at_save... restarts to the same numbers in the default suite
 def test_restart_reproduces_the_uninterrupted_run(trained, tmp_path):
     """Cut the run back to its step-3 checkpoint, restart, and land on the same parameters."""
     workdir = tmp_path / "cut"
