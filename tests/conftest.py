@@ -122,22 +122,3 @@ def tiny_dp(tiny_config, tiny_params, tmp_path_factory) -> pathlib.Path:
         },
     )
     return path
-
-
-# The longest files first, so that with two workers (README: -n 2 --dist loadfile) one of them
-# does not end the run alone on a long file while the other is idle; files stay whole.
-LONGEST_FILES = (
-    "tests/train/test_multitask.py",
-    "tests/train/test_loop.py",
-    "tests/md/test_jax_md.py",
-    "tests/io/test_deepmd_parity.py",
-    "tests/train/test_parallel.py",
-    "tests/md/test_md_command.py",
-    "tests/io/test_model_options_parity.py",
-    "tests/train/test_distributed.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: k for k, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
