@@ -35,7 +35,6 @@ s = 0); above the table means a pair closer than d_min / extrapolate-ish, far ou
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 
 import jax
@@ -99,21 +98,11 @@ def table_range(block: Params, cfg: SeE2AConfig, min_dist: float) -> tuple[np.nd
 
 
 # ----------------------------------------------------------------------------- tables
-@contextlib.contextmanager
-def _float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
-
-
 def net_derivatives(layers: Sequence[Params], act: str, x: np.ndarray) -> tuple[np.ndarray, ...]:
     """Value, first and second derivative of a 1 -> ng embedding net at points x [k], each
     [k, ng] float64, by forward-mode autodiff of ``network`` (each point is independent, so a
     tangent of ones gives every point's own derivative)."""
-    with _float64():
+    with jax.enable_x64(True):  # tables are built in float64 whatever the model's precision
         layers64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), list(layers))
         x = jnp.asarray(x, jnp.float64)
         ones = jnp.ones_like(x)
