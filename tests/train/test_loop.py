@@ -15,8 +15,11 @@ from dpa2_jax.train.lcurve import read_lcurve
 from tests.conftest import ROOT, SYSTEMS
 
 TINY = str(ROOT / "configs" / "water_tiny.py")
+# six steps of the tiny config with one repformer layer and no three-body block: the training
+# loop does not depend on them, and each compilation takes half the time
 SHORT = ["--config.training.numb_steps=6", "--config.training.disp_freq=2",
-         "--config.training.save_freq=3"]  # fmt: skip
+         "--config.training.save_freq=3", "--config.model.descriptor.repformer.nlayers=1",
+         "--config.model.descriptor.repinit.use_three_body=false"]  # fmt: skip
 
 
 def _train(workdir, *extra):
