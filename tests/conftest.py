@@ -51,6 +51,18 @@ def load_config_module(name: str):
     return module
 
 
+def plumbing_model() -> dict:
+    """configs/tiny.py's model with one repformer layer, no three-body block and no attention
+    or h2 updates: for tests of the machinery around the model (training loop, multi-task,
+    data parallelism), which does not depend on those options. Each compilation takes about
+    half the time of the full tiny model's."""
+    model = load_config_module("tiny").get_config().model.to_dict()
+    model["descriptor"]["repinit"]["use_three_body"] = False
+    model["descriptor"]["repformer"].update(nlayers=1, update_h2=False, update_g1_has_attn=False,
+                                            update_g2_has_attn=False)  # fmt: skip
+    return model
+
+
 def random_params(cfg, seed: int):
     """Random float64 parameters with the tree structure and shapes of ``energy.init(cfg)``."""
     from dpa2_jax.model.energy import init

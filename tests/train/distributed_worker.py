@@ -43,12 +43,9 @@ def build(mesh):
     from dpa2_jax.train.optimizer import make_optimizer
     from dpa2_jax.train.schedules import LearningRateConfig, make_schedule
     from dpa2_jax.train.state import create_state
-    from tests.conftest import SYSTEMS, load_config_module
+    from tests.conftest import SYSTEMS, plumbing_model
 
-    model = load_config_module("tiny").get_config().model.to_dict()
-    model["descriptor"]["repinit"]["use_three_body"] = False  # a smaller program: the run's
-    model["descriptor"]["repformer"]["nlayers"] = 1  # plumbing is tested, not the model
-    cfg = model_config(model)
+    cfg = model_config(plumbing_model())  # a smaller program: the plumbing is tested
     systems = read_systems([SYSTEMS / "water" / "data_0", SYSTEMS / "water" / "data_1"],
                            cfg.type_map)  # fmt: skip
     data = Dataset(systems, cfg.descriptor.rcut, cfg.descriptor.sel, 1, None, np.float64)

@@ -31,18 +31,13 @@ from dpa2_jax.train.optimizer import make_optimizer  # noqa: E402
 from dpa2_jax.train.schedules import LearningRateConfig, make_schedule  # noqa: E402
 from dpa2_jax.train.state import create_state  # noqa: E402
 from dpa2_jax.train.step import make_train_step  # noqa: E402
-from tests.conftest import SYSTEMS, load_config_module  # noqa: E402
+from tests.conftest import SYSTEMS, plumbing_model  # noqa: E402
 
 N_DEVICE = 4
 
 
 def setup(multitask: bool):
-    model = load_config_module("tiny").get_config().model.to_dict()
-    # one repformer layer, no three-body block: data parallelism does not depend on them, and
-    # each compilation takes half the time
-    model["descriptor"]["repformer"]["nlayers"] = 1
-    model["descriptor"]["repinit"]["use_three_body"] = False
-    cfg = model_config(model)
+    cfg = model_config(plumbing_model())
     if multitask:
         fitting = cfg.heads[0][1]
         cfg = dataclasses.replace(cfg, heads=(("a", fitting), ("b", fitting)))

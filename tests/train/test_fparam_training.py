@@ -15,7 +15,7 @@ from dpa2_jax.data.dataset import Dataset
 from dpa2_jax.data.stats import MIN_STD, fitting_input_statistics
 from dpa2_jax.errors import DataError
 from dpa2_jax.fitting.energy import FittingConfig
-from tests.conftest import SYSTEMS
+from tests.conftest import SYSTEMS, plumbing_model
 
 NFRAMES = 4
 FPARAM = np.array([1.0, 2.0, 3.0, 5.0])  # one per frame
@@ -39,9 +39,7 @@ def _water_with_parameters(root, fparam=True, aparam=True):
 
 
 def _input(tmp_path, system, **fitting):
-    from configs import tiny
-
-    model = tiny.get_config().model.to_dict()
+    model = plumbing_model()
     model["fitting_net"] = {**model["fitting_net"], "numb_fparam": 1, "numb_aparam": 1, **fitting}
     config = {
         "model": model,

@@ -18,7 +18,7 @@ from dpa2_jax.cli.main import main
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.train.config import read_input, run_config
 from dpa2_jax.train.lcurve import read_lcurve
-from tests.conftest import ROOT, SYSTEMS, load_config_module
+from tests.conftest import ROOT, SYSTEMS, plumbing_model
 
 WATER, CHO, CHNO = SYSTEMS / "water", SYSTEMS / "cho_molecules", SYSTEMS / "chno_molecules"
 
@@ -27,20 +27,9 @@ def _loss():
     return {"start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000, "limit_pref_f": 1}
 
 
-def tiny_model() -> dict:
-    """configs/tiny.py with one repformer layer and fewer of its updates: the multi-task and
-    fine-tuning machinery does not depend on them, and each compilation takes half the time."""
-    model = load_config_module("tiny").get_config().model.to_dict()
-    model["descriptor"]["repinit"]["use_three_body"] = False
-    model["descriptor"]["repformer"].update(
-        nlayers=1, update_h2=False, update_g2_has_attn=False, update_g1_has_attn=False
-    )
-    return model
-
-
 def multi_task_input(steps: int = 6) -> dict:
     """Three tasks over a tiny descriptor: water (O, H), two C/H/O molecule sets."""
-    model = tiny_model()
+    model = plumbing_model()
     fitting = model["fitting_net"]
     return {
         "model": {
@@ -202,7 +191,7 @@ def test_zero_shot_head_by_name(pretrained, capsys):
 
 def chno_input(tmp_path, steps: int = 4) -> str:
     """A single-task input on the C/H/N/O molecules (N is new to the pretrained model)."""
-    model = tiny_model()
+    model = plumbing_model()
     model["type_map"] = ["C", "H", "N", "O"]
     d = {
         "model": model,
