@@ -3,7 +3,7 @@ and 400 K from data_0 and data_1; a se_e2_a student (configs/se_e2_a_water.py's 
 nets) trains on them. The default teacher, examples/water_tiny/model.dp, runs in minutes; the
 issue's teacher is small DPA-2 trained on the bundled water (README, "Distillation"):
 
-    dpa2-jax distill configs/distill_water.py --workdir runs/distill_water --teacher runs/water_small
+    dpa2-jax distill configs/distill_water.py --workdir runs/distill --teacher runs/water_small
 
 Paths are relative to this file. Stages and outputs: dpa2_jax/distill/pipeline.py.
 """
@@ -35,11 +35,11 @@ def get_config() -> ml_collections.ConfigDict:
     # label: held-out share of each run's frames
     config.label = {"validation_fraction": 0.2, "seed": 0}
     # student: DeePMD training input sections (training/validation data filled in); the
-    # se_e2_a water model with narrower nets: about 5x cheaper than small DPA-2 on 192-atom
-    # water (evaluate, float64, 2-core CPU, alternated in one process, 2026-12-01: 0.068 / 0.351
-    # and 0.102 / 0.506 s/frame, 5.1x and 5.0x; the water example's nets, [25, 50, 100] / 16 /
-    # [240] x 3: 1.8x); 4.4x in the report stage on a quiet machine. Against a small DPA-2
-    # teacher it stays near 0.3 eV/A on held-out MD frames (README, "Distillation").
+    # se_e2_a water model with narrower nets. Against small DPA-2 on 192-atom water (evaluate,
+    # float64, 2-core CPU, same process, 2026-12-01): 4.4x faster in the report stage on a quiet
+    # machine (5.0x and 5.1x on a loaded one); the water example's nets, [25, 50, 100] / 16 /
+    # [240] x 3, 1.8x. Against that teacher it stays near 0.3 eV/A on held-out MD frames
+    # (README, "Distillation").
     model = se_e2_a_water.get_config().model.to_dict()
     model["descriptor"].update({"neuron": [10, 20, 40], "axis_neuron": 8})
     model["fitting_net"]["neuron"] = [120, 120, 120]

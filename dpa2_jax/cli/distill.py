@@ -50,7 +50,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from dpa2_jax.distill import pipeline, read_distill_config
     from dpa2_jax.model.jax_setup import enable_compilation_cache
-
     from dpa2_jax.train.config import config_overrides
 
     cfg = read_distill_config(args.config, config_overrides("distill", getattr(args, "extra", [])))
