@@ -158,14 +158,12 @@ def distill_config(d: dict, base_dir: str, where: str = "config") -> DistillConf
 def read_distill_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DistillConfig:
     """DistillConfig of a ``configs/*.py`` file (``get_config()``), with ``KEY.PATH=VALUE``
     overrides applied (``--config.explore.steps=2000`` on the command line)."""
-    from dpa2_jax.train.config import _load_py_config, _override
+    from dpa2_jax.train.config import config_dict
 
     path = os.fspath(path)
     if not os.path.isfile(path) or not path.endswith(".py"):
         raise ConfigError(f"{path}: no such config file (expected a configs/*.py file)")
-    d = _load_py_config(path).to_dict()
-    for item in overrides:
-        _override(d, item)
+    d = config_dict(path, overrides)
     return distill_config(d, os.path.dirname(os.path.abspath(path)), where=path)
 
 

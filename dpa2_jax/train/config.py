@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from dpa2_jax.errors import ConfigError
@@ -294,9 +295,20 @@ def task_probabilities(given: dict | None, tasks) -> list[float]:
     return [w / total for w in weights]
 
 
-def read_input(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+def read_input(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
     """RunConfig from a DeePMD ``input.json`` or a ``configs/*.py`` file (``get_config()``),
     with ``--config.a.b=value`` overrides applied (``.py`` and ``.json`` alike)."""
+    path = os.fspath(path)
+    d = config_dict(path, overrides)
+    try:
+        return run_config(d, os.path.dirname(os.path.abspath(path)))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def config_dict(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
+    """The plain dict of an input ``.json`` or a ``configs/*.py`` file (its ``get_config()``),
+    with ``KEY.PATH=VALUE`` overrides applied; not yet checked."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such input file")
@@ -312,10 +324,7 @@ def read_input(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
         raise ConfigError(f"{path}: expected a DeePMD input .json or a configs/*.py file")
     for item in overrides:
         _override(d, item)
-    try:
-        return run_config(d, os.path.dirname(os.path.abspath(path)))
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from err
+    return d
 
 
 def _load_py_config(path: str):

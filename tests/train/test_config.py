@@ -12,9 +12,9 @@ SMALL = ROOT / "configs" / "water_small.py"
 
 
 def test_python_config_and_its_json_twin_agree(tmp_path):
-    from dpa2_jax.train.config import _load_py_config
+    from dpa2_jax.train.config import config_dict
 
-    section = _load_py_config(str(SMALL)).to_dict()
+    section = config_dict(SMALL)
     folder = tmp_path / "configs"
     folder.mkdir()
     (folder / "input.json").write_text(json.dumps(section))
