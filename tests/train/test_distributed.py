@@ -19,15 +19,14 @@ import pytest
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.train import distributed
-from tests.conftest import ROOT
+from tests.conftest import ROOT, forced_devices_env
 
 WORKER = ROOT / "tests" / "train" / "distributed_worker.py"
 TIMEOUT = 300  # seconds; a process waiting for a dead peer would otherwise hang the test
 
 
 def _env(devices: int) -> dict:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-            "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    return forced_devices_env(devices)
 
 
 def _free_port() -> int:

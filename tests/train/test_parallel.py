@@ -5,7 +5,6 @@ subprocess (tests/train/parallel_check.py) with XLA_FLAGS forcing 4 host devices
 """
 
 import json
-import os
 import subprocess
 import sys
 
@@ -15,14 +14,13 @@ import pytest
 
 from dpa2_jax.graph import batch_graphs, pad_graph
 from dpa2_jax.train import parallel
-from tests.conftest import ROOT
+from tests.conftest import ROOT, forced_devices_env
 
 CHECK = ROOT / "tests" / "train" / "parallel_check.py"
 
 
 def _run_check(*args: str) -> dict:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    env = forced_devices_env(4)
     proc = subprocess.run([sys.executable, str(CHECK), *args], env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -92,8 +90,7 @@ def test_shard_batch_puts_one_batch_per_device(enable_x64):
 @pytest.mark.slow
 def test_train_command_on_four_forced_devices_reports_devices_and_global_batch(tmp_path):
     """`dpa2-jax train` with 4 forced CPU devices: the data-parallel step, from the CLI."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu", "TQDM_DISABLE": "1"}  # fmt: skip
+    env = forced_devices_env(4, TQDM_DISABLE="1")
     cmd = [sys.executable, "-m", "dpa2_jax.cli.main", "train", str(ROOT / "configs/water_tiny.py"),
            "--workdir", str(tmp_path / "w"), "--config.training.numb_steps=2",
            "--config.training.disp_freq=1"]  # fmt: skip
