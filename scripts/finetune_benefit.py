@@ -20,9 +20,18 @@ learning-curve figure, in miniature).
 4. Validation energy (per atom) and force RMSE of each model, as ``results.json``, a markdown
    table (``results.md``) and ``benefit.png`` (force RMSE against n, one line per method).
 
-``--deepmd-results FILE`` adds DeePMD-kit's fine-tuning figures (a JSON {target: {n: {"rmse_f",
-"rmse_e"}}}) to the table and plot; how to make them with the same settings is in
-../shared/BENCHMARKS.md.
+DeePMD-kit beside it, with the same pretraining budget and the same fine-tuning inputs:
+
+    python scripts/finetune_benefit.py --workdir W --deepmd-pretrain-input W/dp_pre.json
+    (cd W/dp_pre && dp --pt train ../dp_pre.json)         # stop it after our pretraining's time
+    python scripts/finetune_benefit.py --workdir W --pretrained P \
+        --deepmd-python DP_VENV/bin/python --deepmd-pretrained W/dp_pre/model.ckpt-N.pt
+
+The first writes configs/pretrain_mini.py as DeePMD-kit's multi-task input.json (absolute data
+paths); the last fine-tunes DeePMD-kit from that checkpoint on every input ours uses (`dp --pt
+train --finetune --model-branch`, then `freeze` and `test` on the validation systems) and adds
+its errors to the table and plot. ``--deepmd-results FILE`` adds figures made elsewhere (a JSON
+{target: {n: {"rmse_f", "rmse_e"}}}).
 """
 
 from __future__ import annotations
@@ -139,6 +148,7 @@ def run(args: argparse.Namespace) -> dict:
             code = main(["train", str(ROOT / "configs" / "pretrain_mini.py"), "--workdir",
                          pretrained, f"--config.training.numb_steps={args.pretrain_steps}",
                          f"--config.training.disp_freq={max(1, args.pretrain_steps // 20)}",
+                         f"--config.learning_rate.decay_steps={max(1, args.pretrain_steps // 30)}",
                          f"--config.training.save_freq={max(1, args.pretrain_steps // 4)}"])  # fmt: skip
             if code != 0:
                 raise SystemExit("pretraining failed")
@@ -170,6 +180,12 @@ def run(args: argparse.Namespace) -> dict:
                     flush=True,
                 )
             results["targets"].setdefault(target, {})[str(n)] = row
+            if args.deepmd_python:
+                dp = deepmd_finetune(args, base / "finetuned" / "input.json", base / "deepmd",
+                                     work / "data" / target / "valid")  # fmt: skip
+                results.setdefault("deepmd", {}).setdefault(target, {})[str(n)] = dp
+                print(f"{target} n={n} DeePMD-kit fine-tuned: force RMSE {dp['rmse_f']:.4f} eV/A, "
+                      f"energy RMSE {dp['rmse_e']:.4f} eV/atom", flush=True)  # fmt: skip
     if args.deepmd_results:
         results["deepmd"] = json.loads(pathlib.Path(args.deepmd_results).read_text())
     results["seconds"] = time.perf_counter() - t0
@@ -177,6 +193,51 @@ def run(args: argparse.Namespace) -> dict:
     (work / "results.md").write_text(table(results))
     plot(results, work / "benefit.png")
     return results
+
+
+DP_MAIN = "import sys; from deepmd.main import main; main(sys.argv[1:])"
+
+
+def deepmd_pretrain_input(steps: int) -> dict:
+    """configs/pretrain_mini.py as DeePMD-kit's multi-task input.json: the same model, tasks,
+    losses, probabilities and schedule as our pretraining of ``steps`` steps."""
+    from dpa2_jax.train.config import config_dict
+
+    d = config_dict(ROOT / "configs" / "pretrain_mini.py", [
+        f"training.numb_steps={steps}", f"learning_rate.decay_steps={max(1, steps // 30)}",
+        f"training.disp_freq={max(1, steps // 20)}", f"training.save_freq={max(1, steps // 15)}",
+        "training.max_ckpt_keep=20"])  # fmt: skip
+    for task in d["training"]["data_dict"].values():
+        for part in task.values():
+            part["systems"] = [str((ROOT / "configs" / p).resolve()) for p in part["systems"]]
+    return d
+
+
+def deepmd_finetune(args, input_path: pathlib.Path, folder: pathlib.Path, valid: pathlib.Path):
+    """DeePMD-kit 3.2.0 fine-tuned on our input file: validation force and energy RMSE."""
+    import re
+    import shutil
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(input_path, folder / "input.json")
+    dp = [args.deepmd_python, "-c", DP_MAIN, "--pt"]
+    report = folder / "test.out"
+    if not report.exists():
+        for cmd in (["train", "input.json", "--finetune", str(pathlib.Path(args.deepmd_pretrained)
+                     .resolve()), "--model-branch", args.branch, "--skip-neighbor-stat"],
+                    ["freeze", "-o", "frozen.pth"],
+                    ["test", "-m", "frozen.pth", "-s", str(valid.resolve())]):  # fmt: skip
+            proc = subprocess.run(dp + cmd, cwd=folder, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"DeePMD-kit {cmd[0]} in {folder} failed:\n{proc.stderr[-3000:]}")
+        report.write_text(proc.stdout + proc.stderr)
+    text = report.read_text()
+
+    def last(name: str) -> float:  # the weighted average over systems comes last
+        return float(re.findall(name + r"\s*:\s*([0-9.eE+-]+)", text)[-1])
+
+    return {"rmse_f": last(r"Force\s+RMSE"), "rmse_e": last(r"Energy RMSE/Natoms")}
 
 
 METHODS = (("finetuned", "fine-tuned"), ("scratch", "from scratch"), ("zero_shot", "zero-shot"))
@@ -223,6 +284,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
         ax.set(title=target, xlabel="training frames", ylabel="validation force RMSE (eV/A)",
                xscale="log")  # fmt: skip
         ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -233,13 +295,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--pretrained", default=None, help="reuse a pretrained model")
-    parser.add_argument("--pretrain-steps", type=int, default=5000)
+    parser.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=15000,
+        help="pretraining steps (15,000: 27 minutes on one core here)",
+    )
     parser.add_argument("--steps", type=int, default=500, help="fine-tuning/scratch steps")
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--targets", nargs="+", default=["chno", "gete"])
-    parser.add_argument("--branch", default="cho", help="pretrained head to start from")
+    parser.add_argument(
+        "--branch", default="RANDOM", help="pretrained head to start from, or RANDOM (a fresh head)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--deepmd-results", default=None)
+    parser.add_argument(
+        "--deepmd-python",
+        default=None,
+        help="a Python with deepmd-kit 3.2.0 and torch: fine-tune it too",
+    )
+    parser.add_argument(
+        "--deepmd-pretrained",
+        default=None,
+        help="with --deepmd-python: DeePMD-kit's multi-task checkpoint (.pt)",
+    )
+    parser.add_argument(
+        "--deepmd-pretrain-input",
+        default=None,
+        help="write DeePMD-kit's pretraining input.json here and stop",
+    )
     parser.add_argument(
         "--tiny",
         action="store_true",
@@ -248,6 +332,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.pretrain_steps, args.steps, args.sizes = 10, 4, [2, 4]
+    if args.deepmd_pretrain_input:
+        path = pathlib.Path(args.deepmd_pretrain_input)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(deepmd_pretrain_input(args.pretrain_steps), indent=1))
+        print(f"wrote {path}: run `dp --pt train {path.name}` in a folder beside it")
+        return
+    if args.deepmd_python and not args.deepmd_pretrained:
+        parser.error("--deepmd-python needs --deepmd-pretrained CHECKPOINT")
     os.environ.setdefault("TQDM_DISABLE", "1")
     results = run(args)
     print(table(results))

@@ -233,6 +233,27 @@ def test_a_new_element_leaves_existing_embeddings_and_energies_unchanged(pretrai
                                        atol=1e-14)  # fmt: skip
 
 
+def test_random_branch_starts_from_the_energy_bias_with_zero_forces(pretrained, enable_x64):
+    from dpa2_jax.io.convert import read_model
+    from dpa2_jax.model.potential import Potential
+    from dpa2_jax.train.finetune import RANDOM, carry_over
+
+    old_cfg, old_params, _ = read_model(pretrained)
+    new_cfg = read_input(chno_input(pretrained.parent)).model
+    with pytest.warns(UserWarning, match="not in the pretrained type map"):
+        params = carry_over(old_cfg, old_params, new_cfg, RANDOM, seed=0)
+    *hidden, output = params["heads"]["default"]["fitting"]["layers"]
+    assert not np.any(output["w"]) and not np.any(output["b"])
+    assert all(np.std(layer["w"]) > 0.05 for layer in hidden)  # drawn as for a new model
+    coord = np.load(CHNO / "H8C4N2O" / "set.000" / "coord.npy")[:2].reshape(2, -1, 3)
+    types = np.loadtxt(CHNO / "H8C4N2O" / "type.raw", dtype=int)
+    out = Potential(new_cfg, params).evaluate(coord, None, types)
+    bias = np.asarray(params["heads"]["default"]["out_bias"]).reshape(-1)
+    bias = bias + np.asarray(params["heads"]["default"]["fitting"]["bias_atom_e"]).reshape(-1)
+    np.testing.assert_allclose(out["energy"], bias[types].sum(), rtol=1e-12)
+    assert not np.any(out["forces"])
+
+
 def test_finetune_with_frozen_descriptor_trains_the_head_only(pretrained, tmp_path, capsys):
     from dpa2_jax.io.convert import read_model
     from dpa2_jax.train.finetune import carry_over
