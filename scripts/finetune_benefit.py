@@ -40,6 +40,9 @@ import argparse
 import json
 import os
 import pathlib
+import re
+import shutil
+import subprocess
 import sys
 import time
 
@@ -145,11 +148,10 @@ def run(args: argparse.Namespace) -> dict:
         if not (pathlib.Path(pretrained) / "model" / "model.json").exists():
             from dpa2_jax.cli.main import main
 
+            overrides = [*pretrain_schedule(args.pretrain_steps),
+                         f"training.save_freq={max(1, args.pretrain_steps // 4)}"]  # fmt: skip
             code = main(["train", str(ROOT / "configs" / "pretrain_mini.py"), "--workdir",
-                         pretrained, f"--config.training.numb_steps={args.pretrain_steps}",
-                         f"--config.training.disp_freq={max(1, args.pretrain_steps // 20)}",
-                         f"--config.learning_rate.decay_steps={max(1, args.pretrain_steps // 30)}",
-                         f"--config.training.save_freq={max(1, args.pretrain_steps // 4)}"])  # fmt: skip
+                         pretrained, *(f"--config.{item}" for item in overrides)])  # fmt: skip
             if code != 0:
                 raise SystemExit("pretraining failed")
     pretrain_s = time.perf_counter() - t0
@@ -198,14 +200,20 @@ def run(args: argparse.Namespace) -> dict:
 DP_MAIN = "import sys; from deepmd.main import main; main(sys.argv[1:])"
 
 
+def pretrain_schedule(steps: int) -> list[str]:
+    """Overrides of configs/pretrain_mini.py for ``steps`` pretraining steps (ours and
+    DeePMD-kit's alike): the step count, the learning-rate decay interval and the display."""
+    return [f"training.numb_steps={steps}", f"learning_rate.decay_steps={max(1, steps // 30)}",
+            f"training.disp_freq={max(1, steps // 20)}"]  # fmt: skip
+
+
 def deepmd_pretrain_input(steps: int) -> dict:
     """configs/pretrain_mini.py as DeePMD-kit's multi-task input.json: the same model, tasks,
     losses, probabilities and schedule as our pretraining of ``steps`` steps."""
     from dpa2_jax.train.config import config_dict
 
     d = config_dict(ROOT / "configs" / "pretrain_mini.py", [
-        f"training.numb_steps={steps}", f"learning_rate.decay_steps={max(1, steps // 30)}",
-        f"training.disp_freq={max(1, steps // 20)}", f"training.save_freq={max(1, steps // 15)}",
+        *pretrain_schedule(steps), f"training.save_freq={max(1, steps // 15)}",
         "training.max_ckpt_keep=20"])  # fmt: skip
     for task in d["training"]["data_dict"].values():
         for part in task.values():
@@ -215,10 +223,6 @@ def deepmd_pretrain_input(steps: int) -> dict:
 
 def deepmd_finetune(args, input_path: pathlib.Path, folder: pathlib.Path, valid: pathlib.Path):
     """DeePMD-kit 3.2.0 fine-tuned on our input file: validation force and energy RMSE."""
-    import re
-    import shutil
-    import subprocess
-
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(input_path, folder / "input.json")
     dp = [args.deepmd_python, "-c", DP_MAIN, "--pt"]
