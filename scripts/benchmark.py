@@ -214,8 +214,9 @@ def student(precision: str, compressed: bool, repeats: int) -> dict:
     import jax
 
     from dpa2_jax.data import read_npy_system
-    from dpa2_jax.data.stats import apply_statistics, compute_statistics
-    from dpa2_jax.descriptor.se_e2_a import compress, min_neighbor_distance
+    from dpa2_jax.model.statistics import apply_statistics, compute_statistics
+    from dpa2_jax.descriptor.se_e2_a.tabulate import compress
+    from dpa2_jax.graph.neighbors import min_neighbor_distance
     from dpa2_jax.io.deepmd_config import model_config
     from dpa2_jax.model import init
     from dpa2_jax.model.potential import Potential
@@ -248,7 +249,8 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     192-atom water frame (batch 1, DeePMD's water_small loss prefactors), after compilation."""
     import jax
 
-    from dpa2_jax.data.dataset import Dataset, read_systems
+    from dpa2_jax.data.dataset import read_systems
+    from dpa2_jax.graph.dataset import Dataset
     from dpa2_jax.train.loop import training_layout
     from dpa2_jax.train.loss import EnergyLossConfig
     from dpa2_jax.train.optimizer import make_optimizer
@@ -294,7 +296,8 @@ def parallel_train_step(model: str, precision: str, n_devices: int, repeats: int
     import jax
 
     jax.config.update("jax_num_cpu_devices", n_devices)
-    from dpa2_jax.data.dataset import Dataset, read_systems
+    from dpa2_jax.data.dataset import read_systems
+    from dpa2_jax.graph.dataset import Dataset
     from dpa2_jax.train import parallel
     from dpa2_jax.train.loop import training_layout
     from dpa2_jax.train.loss import EnergyLossConfig

@@ -63,7 +63,7 @@ def main() -> None:
     jax.config.update("jax_enable_x64", True)
     from configs import tiny
     from dpa2_jax.data import read_npy_system
-    from dpa2_jax.data.stats import apply_statistics, compute_statistics
+    from dpa2_jax.model.statistics import apply_statistics, compute_statistics
     from dpa2_jax.io.deepmd_config import model_config
     from dpa2_jax.io.deepmd_export import to_deepmd
     from dpa2_jax.io.deepmd_model import from_deepmd

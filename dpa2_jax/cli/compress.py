@@ -49,8 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from dpa2_jax.data.dataset import read_systems
-    from dpa2_jax.descriptor.se_e2_a import compress, min_neighbor_distance
+    from dpa2_jax.descriptor import family_of
     from dpa2_jax.errors import ConfigError
+    from dpa2_jax.graph.neighbors import min_neighbor_distance
     from dpa2_jax.io.checkpoints import save_model
     from dpa2_jax.io.convert import read_model
 
@@ -58,15 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("compress: give either --data SYSTEM... or --min-dist A")
     cfg, params, meta = read_model(args.model)
     desc = cfg.descriptor
-    if desc.family != "se_e2_a":
+    compress = family_of(desc).compress
+    if compress is None:
         raise ConfigError(f"{args.model}: descriptor {desc.family!r}; only se_e2_a compresses")
     min_dist = args.min_dist
     if min_dist is None:
-        frames = [
-            (s.coords[f], s.atom_types, None if s.cells is None else s.cells[f])
-            for s in read_systems(args.data, cfg.type_map)
-            for f in range(s.nframes)
-        ]  # fmt: skip
+        frames = [f for s in read_systems(args.data, cfg.type_map) for f in s.frames()]
         min_dist = min_neighbor_distance(frames, desc.rcut)
     if min_dist <= 0:
         raise ConfigError(f"compress: --min-dist {min_dist}: expected a positive distance")

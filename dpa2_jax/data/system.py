@@ -32,6 +32,8 @@ MIN_CELL_VOLUME = 1e-6  # Angstrom^3; |det(cell)| below this counts as singular
 _LABELS = ("energies", "forces", "virials", "hessians")
 _PARAMS = ("fparams", "aparams")  # model inputs of fittings with numb_fparam / numb_aparam
 
+Frame = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # coords [na, 3], types [na], cell
+
 
 def check_finite(array: np.ndarray, where: str) -> None:
     """Raises DataError if `array` holds NaN or inf, naming the first bad frame.
@@ -208,6 +210,11 @@ class System:
     def select_frames(self, idx) -> System:
         """Same as `select_frames(self, idx)`."""
         return select_frames(self, idx)
+
+    def frames(self) -> list[Frame]:
+        """(coords [natoms, 3], atom_types [natoms], cell [3, 3] or None) per frame."""
+        cells = [None] * self.nframes if self.cells is None else self.cells
+        return [(c, self.atom_types, cell) for c, cell in zip(self.coords, cells)]
 
 
 def select_frames(system: System, idx: int | slice | Sequence[int] | np.ndarray) -> System:

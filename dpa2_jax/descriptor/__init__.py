@@ -1,7 +1,7 @@
 """Descriptors: graph -> per-atom descriptor, one folder per family, looked up by name.
 
 Adding a family: a folder defining a ``DescriptorFamily`` (see ``family.py``) and one line in
-``FAMILIES``.
+``FAMILIES`` (or, from outside the package, ``register(family)``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ FAMILIES: dict[str, DescriptorFamily] = {
     dpa2.FAMILY.name: dpa2.FAMILY,
     **dict.fromkeys(se_e2_a.deepmd.TYPES, se_e2_a.FAMILY),  # DeePMD's name and alias
 }
+
+
+def register(fam: DescriptorFamily, *aliases: str) -> DescriptorFamily:
+    """Adds ``fam`` to ``FAMILIES`` under its name (and ``aliases``); returns it."""
+    for name in (fam.name, *aliases):
+        FAMILIES[name] = fam
+    return fam
 
 
 def family(name: str) -> DescriptorFamily:
@@ -30,4 +37,4 @@ def family_of(cfg) -> DescriptorFamily:
     return family(cfg.family)
 
 
-__all__ = ["Block", "DescriptorFamily", "FAMILIES", "Layout", "family", "family_of"]
+__all__ = ["Block", "DescriptorFamily", "FAMILIES", "Layout", "family", "family_of", "register"]

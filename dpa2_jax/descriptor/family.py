@@ -14,7 +14,7 @@ attributes, read by the model, the graph builder and the I/O code:
     sel        int     neighbor slots per center of the graph the descriptor reads
     dim_out    int     width of the per-atom descriptor
 
-and its functions are pure:
+and its functions are pure. Required:
 
     init(rng, cfg) -> params
         numpy arrays drawn from ``rng`` (a numpy Generator): host-side, so initialisation
@@ -22,18 +22,31 @@ and its functions are pure:
     apply(params, cfg, species, nb, layout) -> [n_node, dim_out]
         species [n_node] int32; nb a ``Neighborhood`` of ``cfg.sel`` distance-ordered slots;
         layout a ``Layout`` (runtime knobs that never change the numbers).
-    compactable_blocks(params, cfg) -> tuple[Block, ...]
-        the inner blocks that may lay out fewer than their ``sel`` slots (see ``Layout``).
-    config_from_deepmd(d) / params_from_deepmd(d) / to_deepmd(cfg, params, type_map)
-        DeePMD-kit's serialized descriptor dict (the ``descriptor`` entry of a ``.dp`` model).
+
+Optional, with the default that applies when a family leaves them out:
+
     config_from_input(section, ntypes) / input_section(cfg)
-        the ``descriptor`` section of a DeePMD-kit input JSON.
+        the ``descriptor`` section of a DeePMD-kit input JSON (default: the config class's
+        fields by name, lists as tuples; unknown keys are errors naming the nearest field).
     config_from_dict(d) / config_to_dict(cfg)
-        our own JSON form (``model.json``), without the family tag.
-    statistics_blocks(cfg) -> {block name: {rcut, rcut_smth, sel, set_davg_zero,
-                                            protection, exclude_types[, type_sel]}}
-        for each params block holding ``davg``/``dstd``, the environment matrix whose data
-        statistics fill them (the keyword arguments of ``data.stats.environment_statistics``).
+        our own JSON form (``model.json``), without the family tag (default: as above).
+    compactable_blocks(params, cfg) -> tuple[Block, ...]
+        the inner blocks that may lay out fewer than their ``sel`` slots (default: none).
+    statistics(cfg, frames) -> {block name: {leaf: array}}
+        the descriptor's data statistics (``davg``/``dstd`` of each block holding them),
+        written into ``params[block]`` before training; frames are (coords [na, 3], model
+        types [na], cell or None). Families of environment-matrix blocks use
+        ``env_mat_stats.block_statistics`` (default: none).
+    change_type_map(params, old_cfg, index, rng) -> params
+        for fine-tuning into another type map, after the rows of every type-indexed leaf
+        (``davg``, ``dstd``, ...) have been carried over: whatever else follows the elements
+        (e.g. a one-hot type embedding's rows). ``index`` [new ntypes] is each new type's old
+        index, -1 for a new element (default: None, which refuses a type-map change).
+    compress(params, cfg, min_dist, stride, extrapolate) -> params
+        tabulated inner nets (``dpa2-jax compress``; default: None, not compressible).
+    config_from_deepmd(d) / params_from_deepmd(d) / to_deepmd(cfg, params, type_map)
+        DeePMD-kit's serialized descriptor dict (the ``descriptor`` entry of a ``.dp`` model);
+        default: None (no ``.dp`` files for this family).
 
 and one flag, ``mixed_types``: False for a family whose descriptor distinguishes neighbor
 types by slots (se_e2_a); DeePMD then gives its energy fitting one net per atom type.
@@ -42,8 +55,11 @@ types by slots (se_e2_a); DeePMD then gives its energy fitting one net per atom 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from dpa2_jax.errors import ConfigError
+from dpa2_jax.options import dataclass_kwargs, options_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +89,10 @@ class Layout:
     slots: tuple[int, ...] | None = None
 
 
+def _no_blocks(params, cfg) -> tuple[Block, ...]:
+    return ()
+
+
 @dataclasses.dataclass(frozen=True)
 class DescriptorFamily:
     """A descriptor family: its config class and pure functions (module docstring)."""
@@ -81,13 +101,41 @@ class DescriptorFamily:
     config_class: type
     init: Callable[..., Any]
     apply: Callable[..., Any]
-    compactable_blocks: Callable[..., tuple[Block, ...]]
-    config_from_deepmd: Callable[[dict], Any]
-    params_from_deepmd: Callable[[dict], Any]
-    to_deepmd: Callable[..., dict]
-    config_from_input: Callable[[dict, int], Any]
-    input_section: Callable[[Any], dict]
-    config_from_dict: Callable[[dict], Any]
-    config_to_dict: Callable[[Any], dict]
-    statistics_blocks: Callable[[Any], dict[str, dict]] | None = None
+    config_from_input: Callable[[dict, int], Any] | None = None
+    input_section: Callable[[Any], dict] | None = None
+    config_from_dict: Callable[[dict], Any] | None = None
+    config_to_dict: Callable[[Any], dict] = options_dict
+    compactable_blocks: Callable[..., tuple[Block, ...]] = _no_blocks
+    statistics: Callable[[Any, Sequence], dict[str, dict]] | None = None
+    change_type_map: Callable[..., Any] | None = None
+    compress: Callable[..., Any] | None = None
+    config_from_deepmd: Callable[[dict], Any] | None = None
+    params_from_deepmd: Callable[[dict], Any] | None = None
+    to_deepmd: Callable[..., dict] | None = None
     mixed_types: bool = True
+
+    def __post_init__(self):
+        def from_options(d: dict, ntypes: int | None = None):
+            d = {k: v for k, v in d.items() if k != "type"}
+            if ntypes is not None:
+                d.setdefault("ntypes", ntypes)
+            return self.config_class(**dataclass_kwargs(self.config_class, d, self.name))
+
+        def to_section(cfg) -> dict:
+            section = {"type": self.name, **options_dict(cfg)}
+            del section["ntypes"]  # DeePMD takes it from the model's type map
+            return section
+
+        if self.input_section is None:
+            object.__setattr__(self, "input_section", to_section)
+        if self.config_from_input is None:
+            object.__setattr__(self, "config_from_input", from_options)
+        if self.config_from_dict is None:
+            object.__setattr__(self, "config_from_dict", from_options)
+
+    def deepmd_codec(self, what: str) -> Callable:
+        """The family's ``.dp`` reader or writer ``what``; a ConfigError if it has none."""
+        fn = getattr(self, what)
+        if fn is None:
+            raise ConfigError(f"descriptor {self.name!r} has no DeePMD-kit .dp form ({what})")
+        return fn

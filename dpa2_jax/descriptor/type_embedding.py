@@ -23,6 +23,7 @@ import numpy as np
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn import init_network, network
+from dpa2_jax.nn.mlp import residual_matrix
 from dpa2_jax.typing import Array, Params, Rng
 
 # orbital occupation (0, 1, 2) -> its (spin down, spin up) entries
@@ -70,6 +71,21 @@ def inputs(ntypes: int, type_map=None) -> np.ndarray:
 def init(rng: Rng, n_in: int, tebd_dim: int, bias: bool, dtype) -> list[Params]:
     """n_in: n_type (one-hot inputs) or ``econf_width()``."""
     return init_network(rng, n_in, [tebd_dim], bias=bias, dtype=dtype)
+
+
+def change_type_map(layers: list[Params], index, rng: Rng) -> list[Params]:
+    """The one-hot embedding's layer for a new type map: each kept element's row of the table
+    (weights plus the residual term, which depends on the number of types) is carried over
+    exactly; new elements (``index`` -1; else the old type) get table rows drawn uniformly in
+    [0, 1) (DeePMD-kit's ``change_type_map`` draws them before taking the new residual off the
+    weights)."""
+    [layer] = layers
+    w = np.asarray(layer["w"])  # [old ntypes, tebd_dim]
+    width = w.shape[1]
+    table = w + residual_matrix(w.shape[0], width)  # [old ntypes, tebd_dim] without the bias
+    new_res = residual_matrix(len(index), width)
+    rows = [(table[i] if i >= 0 else rng.random(width)) - new_res[t] for t, i in enumerate(index)]
+    return [{**layer, "w": np.array(rows, dtype=w.dtype)}]
 
 
 def apply(layers: list[Params], e: np.ndarray) -> Array:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dpa2_jax.errors import ConfigError
-from dpa2_jax.io.deepmd_layers import dataclass_kwargs, nearest_hint
+from dpa2_jax.options import dataclass_kwargs, nearest_hint
 
 
 @dataclasses.dataclass(frozen=True)

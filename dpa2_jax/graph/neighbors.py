@@ -21,6 +21,7 @@ float64 values, so which of two symmetry-equivalent neighbors is dropped when th
 import dataclasses
 import logging
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import vesin
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 # vesin searches a little beyond rcut so pairs at exactly rcut by our own float64 distance are not
 # lost to rounding differences in its distance; the exact cut is ours.
 _SEARCH_MARGIN = 1e-6  # Angstrom
+EVERY_NEIGHBOR = 2**31 - 1  # a sel that cuts no neighbor list (and warns of no overflow)
 
 _sel_warning_issued = False
 
@@ -250,3 +252,21 @@ def _check_cutoff(rcut: float, sel: int) -> None:
         raise ConfigError(f"rcut: expected a positive cutoff in Angstrom, got {rcut!r}")
     if isinstance(sel, bool) or not isinstance(sel, (int, np.integer)) or sel <= 0:
         raise ConfigError(f"sel: expected a positive integer, got {sel!r}")
+
+
+def min_neighbor_distance(frames: Iterable[tuple], rcut: float) -> float:
+    """The closest pair distance [Angstrom] over the frames (DeePMD's ``min_nbor_dist``, from
+    ``dp neighbor-stat``), periodic images included; pairs farther than ``rcut`` are not seen.
+
+    Args:
+      frames: (coords [na, 3] Angstrom, atom_types [na], cell [3, 3] (rows the lattice
+        vectors) or None) per frame.
+    """
+    best = np.inf
+    for coords, _, cell in frames:
+        nl = neighbor_list(np.asarray(coords, np.float64), cell, rcut, EVERY_NEIGHBOR)
+        if nl.n_edge:
+            best = min(best, float(nl.distances.min()))
+    if not np.isfinite(best):
+        raise DataError(f"min_neighbor_distance: no pair of atoms within rcut={rcut} A")
+    return best

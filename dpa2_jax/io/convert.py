@@ -20,7 +20,14 @@ import numpy as np
 
 from dpa2_jax.errors import CheckpointError, ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
+from dpa2_jax.io.checkpoints import check_replaceable, load_model, save_model
+from dpa2_jax.io.deepmd_config import model_section
+from dpa2_jax.io.deepmd_export import to_deepmd
+from dpa2_jax.io.deepmd_model import from_deepmd, model_json
+from dpa2_jax.io.dp_format import read_dp, write_dp
 from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig
+from dpa2_jax.model.jax_setup import enable_x64_for
+from dpa2_jax.model.potential import Potential
 from dpa2_jax.typing import Params
 
 DESCRIPTOR_RTOL = 1e-12  # relative to the largest |value| of the variable
@@ -29,10 +36,6 @@ DESCRIPTOR_RTOL = 1e-12  # relative to the largest |value| of the variable
 def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, Any]]:
     """(config, params, metadata) of a `.dp` file, a dpa2_jax model directory, or a training
     workdir (its `model/`)."""
-    from dpa2_jax.io.checkpoints import load_model
-    from dpa2_jax.io.deepmd_model import from_deepmd, model_json
-    from dpa2_jax.io.dp_format import read_dp
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such model file or directory")
@@ -52,6 +55,15 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
         raise ConfigError(f"{path}: {err}") from err
     script = data.get("model_def_script")
     return cfg, params, {"model_def_script": script} if script else {}
+
+
+def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
+    """Loads a DeePMD ``.dp`` file, a dpa2_jax model directory or a training workdir as a
+    ``Potential``; turns on ``jax_enable_x64`` for a float64 model (with a warning;
+    ``model/jax_setup.py``)."""
+    cfg, params, _ = read_model(path)
+    enable_x64_for(cfg.descriptor.precision)
+    return Potential(cfg, params, atoms_per_batch=atoms_per_batch)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -170,8 +182,6 @@ def convert(
       CheckpointError: `dst` exists and `overwrite` is False, or `dst` may not be replaced
         (see `dpa2_jax.io.checkpoints.check_replaceable`); checked before reading any source.
     """
-    from dpa2_jax.io.checkpoints import check_replaceable, save_model
-
     srcs = [os.fspath(s) for s in srcs]
     if not srcs:
         raise ConfigError("convert: no source model given")
@@ -200,8 +210,6 @@ def convert(
 
 def model_def_script(cfg: ModelConfig, head: str | None = None) -> dict[str, Any]:
     """DeePMD-kit's input ``model`` section describing one head of ``cfg``."""
-    from dpa2_jax.io.deepmd_config import model_section
-
     return model_section(cfg, head)
 
 
@@ -220,9 +228,6 @@ def export(
     Returns:
       The name of the exported head.
     """
-    from dpa2_jax.io.deepmd_export import to_deepmd
-    from dpa2_jax.io.dp_format import write_dp
-
     dst = os.fspath(dst)
     if not dst.endswith(".dp"):
         raise CheckpointError(f"{dst}: the exported file name must end with .dp")

@@ -13,8 +13,8 @@ from typing import Any
 from dpa2_jax.descriptor import family, family_of
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
-from dpa2_jax.io.deepmd_layers import dataclass_kwargs
 from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig
+from dpa2_jax.options import dataclass_kwargs
 
 # fitting_net options DeePMD accepts that change nothing numerically here.
 _FITTING_IGNORED = {

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from dpa2_jax.descriptor import family_of
-from dpa2_jax.io.deepmd_layers import collection_dict, fitting_net_dict
 from dpa2_jax.model.config import ModelConfig
+from dpa2_jax.nn.deepmd import collection_dict, fitting_net_dict
 from dpa2_jax.typing import Params
 
 
@@ -59,7 +59,7 @@ def to_deepmd(cfg: ModelConfig, params: Params, head: str | None = None) -> dict
         "pair_exclude_types": [list(p) for p in cfg.pair_exclude_types],
         "rcond": None,
         "preset_out_bias": None,
-        "descriptor": family_of(cfg.descriptor).to_deepmd(
+        "descriptor": family_of(cfg.descriptor).deepmd_codec("to_deepmd")(
             cfg.descriptor, params["descriptor"], cfg.type_map
         ),
         "fitting": fitting,

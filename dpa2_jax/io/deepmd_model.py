@@ -15,8 +15,8 @@ import numpy as np
 from dpa2_jax.descriptor import family as descriptor_family
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
-from dpa2_jax.io.deepmd_layers import check_version, read_collection, read_network
 from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig
+from dpa2_jax.nn.deepmd import check_version, read_collection, read_network
 from dpa2_jax.typing import Params
 
 SUPPORTED_VERSIONS = {"Model": 2, "ener": 4}  # descriptors: their family's deepmd.py
@@ -81,7 +81,7 @@ def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Par
     check_version(model, "model", SUPPORTED_VERSIONS["Model"])
     desc = model["descriptor"]
     family = descriptor_family(desc.get("type"))
-    desc_cfg = family.config_from_deepmd(desc)
+    desc_cfg = family.deepmd_codec("config_from_deepmd")(desc)
     fit_cfg = fitting_config(model["fitting"])
     if fit_cfg.precision != desc_cfg.precision:
         raise ConfigError(
@@ -98,7 +98,7 @@ def from_deepmd(model: dict, head: str = DEFAULT_HEAD) -> tuple[ModelConfig, Par
     fitting = model["fitting"]
     out_bias = np.asarray(model["@variables"]["out_bias"])  # [1, n_type, 1]
     params = {
-        "descriptor": family.params_from_deepmd(desc),
+        "descriptor": family.deepmd_codec("params_from_deepmd")(desc),
         "heads": {
             head: {
                 "fitting": {

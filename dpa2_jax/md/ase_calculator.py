@@ -19,7 +19,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from dpa2_jax.errors import DataError
-from dpa2_jax.model.potential import Potential, load
+from dpa2_jax.io.convert import load
+from dpa2_jax.model.potential import Potential
 
 
 class StressUnavailableError(DataError, PropertyNotImplementedError):

@@ -75,7 +75,8 @@ from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.graph import batch_graphs, frame_to_graph
 from dpa2_jax.model.energy import dtype_of, make_atomic_energy_fn
 from dpa2_jax.model.layout import SLOT_MULTIPLE, max_neighbors
-from dpa2_jax.model.potential import Potential, load
+from dpa2_jax.io.convert import load
+from dpa2_jax.model.potential import Potential
 from dpa2_jax.typing import Array
 
 NeighborListFormat = partition.NeighborListFormat

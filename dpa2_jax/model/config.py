@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from dpa2_jax.descriptor import family, family_of
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
+from dpa2_jax.options import dataclass_kwargs
 
 DEFAULT_HEAD = "default"
 
@@ -76,8 +78,6 @@ class ModelConfig:
 
 def config_to_dict(cfg: ModelConfig) -> dict:
     """A JSON-ready dict of ``cfg``; the descriptor carries its family as ``type``."""
-    from dpa2_jax.descriptor import family_of
-
     return {
         "type_map": list(cfg.type_map),
         "descriptor": {
@@ -93,9 +93,6 @@ def config_to_dict(cfg: ModelConfig) -> dict:
 
 def config_from_dict(d: dict) -> ModelConfig:
     """Inverse of ``config_to_dict``; unknown keys raise ConfigError naming them."""
-    from dpa2_jax.descriptor import family
-    from dpa2_jax.io.deepmd_layers import dataclass_kwargs
-
     try:
         desc = dict(d["descriptor"])
         descriptor = family(desc.pop("type", "dpa2")).config_from_dict(desc)

@@ -10,7 +10,6 @@ size never recompile, and with the persistent compilation cache a new process do
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 
 import jax
@@ -26,7 +25,6 @@ from dpa2_jax.graph.batching import EVAL_MANTISSA_BITS, plan_batches
 from dpa2_jax.model.compiled import compiled_forces_fn
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.derivatives import make_hessian_fn
-from dpa2_jax.model.jax_setup import enable_x64_for
 from dpa2_jax.model.layout import compact_layout
 from dpa2_jax.typing import Params
 
@@ -227,12 +225,3 @@ def check_parameters(
         out.append(value)
     return out[0], out[1]
 
-
-def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
-    """Loads a DeePMD ``.dp`` file or a dpa2_jax model directory (see ``dpa2-jax convert``);
-    turns on ``jax_enable_x64`` for a float64 model (with a warning; ``model/jax_setup.py``)."""
-    from dpa2_jax.io.convert import read_model
-
-    cfg, params, _ = read_model(path)
-    enable_x64_for(cfg.descriptor.precision)
-    return Potential(cfg, params, atoms_per_batch=atoms_per_batch)

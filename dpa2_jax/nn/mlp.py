@@ -78,6 +78,17 @@ def has_residual(d_in: int, d_out: int) -> bool:
     return d_out in (d_in, 2 * d_in)
 
 
+def residual_matrix(d_in: int, d_out: int) -> np.ndarray:
+    """[d_in, d_out] R with r(x) = x @ R: the residual a layer d_in -> d_out adds (module
+    docstring), as a matrix."""
+    eye = np.eye(d_in)
+    if d_out == d_in:
+        return eye
+    if d_out == 2 * d_in:
+        return np.concatenate([eye, eye], axis=1)
+    return np.zeros((d_in, d_out))
+
+
 def dense(params: Params, x: Array, act: str = "none", resnet: bool = False) -> Array:
     """One DeePMD layer. x: [..., d_in] -> [..., d_out]."""
     w = params["w"]

@@ -30,8 +30,8 @@ from typing import Any
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.io.deepmd_config import model_config
-from dpa2_jax.io.deepmd_layers import dataclass_kwargs, nearest_hint
 from dpa2_jax.model.config import ModelConfig
+from dpa2_jax.options import dataclass_kwargs, nearest_hint
 from dpa2_jax.train.loss import EnergyLossConfig
 from dpa2_jax.train.schedules import LearningRateConfig
 

@@ -29,16 +29,21 @@ import logging
 import warnings
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from dpa2_jax.data.dataset import fitting_parameters
-from dpa2_jax.data.stats import compute_statistics, energy_bias, sample_frames
+from dpa2_jax.data.stats import energy_bias, sample_frames
 from dpa2_jax.data.system import System
 from dpa2_jax.data.type_map import map_types
+from dpa2_jax.descriptor import family_of
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.io.convert import config_difference, read_model
 from dpa2_jax.model import init
 from dpa2_jax.model.config import ModelConfig
+from dpa2_jax.model.jax_setup import enable_x64_for
+from dpa2_jax.model.potential import Potential
+from dpa2_jax.model.statistics import compute_statistics
 from dpa2_jax.typing import Params
 
 logger = logging.getLogger(__name__)
@@ -103,7 +108,9 @@ def carry_over(
     rng = np.random.default_rng(seed)
     index = [old_cfg.type_map.index(e) if e in old_cfg.type_map else -1 for e in cfg.type_map]
     descriptor = change_type_rows(old_params["descriptor"], index, fresh["descriptor"])
-    descriptor = _type_embedding_rows(descriptor, old_params["descriptor"], old_cfg, index, rng)
+    change_type_map = family_of(cfg.descriptor).change_type_map
+    if change_type_map is not None:
+        descriptor = change_type_map(descriptor, old_cfg.descriptor, index, rng)
     [head] = cfg.head_names
     if branch == RANDOM:
         head_params = zero_output(fresh["heads"][head])
@@ -132,8 +139,6 @@ def zero_output(head: Params) -> Params:
 
 
 def init_params(cfg: ModelConfig, seed: int) -> Params:
-    import jax
-
     return _tree_map(np.asarray, init(jax.random.key(seed), cfg))
 
 
@@ -147,10 +152,10 @@ def check_compatible(old: ModelConfig, new: ModelConfig, branch: str, where: str
     aligned = {"ntypes": new.descriptor.ntypes}
     if getattr(old.descriptor, "type_map", None) is not None:
         aligned["type_map"] = new.descriptor.type_map
-    if hasattr(old.descriptor, "type_sel") and old.type_map != new.type_map:
-        raise ConfigError(f"--finetune {where}: descriptor {old.descriptor.family!r} has one "
-                          "network per type; fine-tune it with the pretrained type map "
-                          f"{list(old.type_map)}")  # fmt: skip
+    if family_of(old.descriptor).change_type_map is None and old.type_map != new.type_map:
+        raise ConfigError(f"--finetune {where}: descriptor {old.descriptor.family!r} cannot "
+                          "change its type map (e.g. one network per type); fine-tune it with "
+                          f"the pretrained type map {list(old.type_map)}")  # fmt: skip
     diff = config_difference(dataclasses.replace(old.descriptor, **aligned), new.descriptor,
                              "descriptor")  # fmt: skip
     if diff:
@@ -194,36 +199,6 @@ def change_type_rows(old: Params, index: Sequence[int], fresh: Params) -> Params
     return walk(old, fresh)
 
 
-def _residual(n_in: int, width: int) -> np.ndarray:
-    """[n_in, width]: what the layer's residual rule adds to one-hot row t (``nn/mlp.dense``)."""
-    eye = np.eye(n_in)
-    if width == n_in:
-        return eye
-    if width == 2 * n_in:
-        return np.concatenate([eye, eye], axis=1)
-    return np.zeros((n_in, width))
-
-
-def _type_embedding_rows(descriptor: Params, old: Params, old_cfg, index, rng) -> Params:
-    """The one-hot type embedding follows the elements: each kept element's row of the table
-    (weights plus the residual term, which depends on the number of types) is carried over
-    exactly; new elements get table rows drawn uniformly in [0, 1) (DeePMD-kit's
-    ``change_type_map`` draws them before taking the new residual off the weights). Econf
-    embeddings read the type map and need nothing."""
-    if "type_embedding" not in descriptor or getattr(old_cfg.descriptor, "use_econf_tebd", False):
-        return descriptor
-    [layer] = old["type_embedding"]
-    w = np.asarray(layer["w"])  # [old ntypes, tebd_dim]
-    width, n_new = w.shape[1], len(index)
-    table = w + _residual(w.shape[0], width)  # [old ntypes, tebd_dim] without the bias
-    new_res = _residual(n_new, width)
-    rows = np.array(
-        [(table[i] if i >= 0 else rng.random(width)) - new_res[t] for t, i in enumerate(index)],
-        dtype=w.dtype,
-    )
-    return {**descriptor, "type_embedding": [{**layer, "w": rows}]}
-
-
 def refit_energy_bias(
     cfg: ModelConfig,
     params: Params,
@@ -238,9 +213,6 @@ def refit_energy_bias(
     fit of E_label - E_model; "set" (``set-by-statistic``): out_bias = the fit of
     E_label - (E_model - the current bias). Types absent from the data keep their bias.
     """
-    from dpa2_jax.model.jax_setup import enable_x64_for
-    from dpa2_jax.model.potential import Potential
-
     if mode not in ("change", "set"):
         raise ConfigError(f"bias mode {mode!r}: use 'change' or 'set'")
     enable_x64_for(cfg.descriptor.precision)
@@ -275,6 +247,4 @@ def refit_energy_bias(
 
 
 def _tree_map(fn, tree):
-    import jax
-
     return jax.tree.map(fn, tree)

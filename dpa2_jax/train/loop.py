@@ -2,7 +2,7 @@
 of calls.
 
     read each task's systems -> graphs and batches (data/dataset.py) -> statistics
-    (data/stats.py) or a pretrained model (train/finetune.py) -> jitted train step per task
+    (model/statistics.py) or a pretrained model (train/finetune.py) -> jitted train step per task
     (train/step.py) -> lcurve.out, progress bar, checkpoints
     -> WORKDIR/model (a dpa2_jax model directory: dpa2_jax.load(WORKDIR) reads it)
 
@@ -29,8 +29,9 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from dpa2_jax.data.dataset import Dataset, read_systems
-from dpa2_jax.data.stats import apply_statistics, task_statistics
+from dpa2_jax.data.dataset import read_systems
+from dpa2_jax.graph.dataset import Dataset
+from dpa2_jax.model.statistics import apply_statistics, task_statistics
 from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.errors import CheckpointError, ConfigError, DataError, TrainingError
 from dpa2_jax.io.checkpoints import save_model

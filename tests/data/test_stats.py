@@ -1,4 +1,4 @@
-"""Parity of data/stats.py with DeePMD-kit 3.2.0's own statistics (numpy dpmodel backend):
+"""Parity of data/stats.py, descriptor/env_mat_stats.py and model/statistics.py with DeePMD-kit 3.2.0's own statistics (numpy dpmodel backend):
 davg/dstd of every DPA-2 block (``compute_input_stats``) and the model's energy ``out_bias``
 (``compute_or_load_out_stat``), computed by DeePMD's ``compute_or_load_stat`` on the same
 frames."""
@@ -11,14 +11,10 @@ import numpy as np
 import pytest
 
 from dpa2_jax.data import read_npy_system
-from dpa2_jax.data.stats import (
-    apply_statistics,
-    compute_statistics,
-    energy_bias,
-    environment_moments,
-    environment_statistics,
-)
+from dpa2_jax.data.stats import energy_bias
+from dpa2_jax.descriptor.env_mat_stats import environment_moments, environment_statistics
 from dpa2_jax.io.deepmd_config import model_config
+from dpa2_jax.model.statistics import apply_statistics, compute_statistics
 from tests.conftest import SYSTEMS, load_config_module
 
 WATER = [SYSTEMS / "water" / "data_0", SYSTEMS / "water" / "data_1"]

@@ -13,7 +13,7 @@ import pytest
 import dpa2_jax
 from dpa2_jax.cli.main import main
 from dpa2_jax.data import read_npy_system
-from dpa2_jax.data.stats import compute_statistics
+from dpa2_jax.model.statistics import compute_statistics
 from dpa2_jax.descriptor.env_mat import Neighborhood
 from dpa2_jax.descriptor.se_e2_a.descriptor import group_by_type
 from dpa2_jax.io.deepmd_config import model_config

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 
 from dpa2_jax.data import read_npy_system
-from dpa2_jax.data.stats import apply_statistics, compute_statistics
 from dpa2_jax.descriptor.env_mat import switch_function
-from dpa2_jax.descriptor.se_e2_a import compress, min_neighbor_distance
 from dpa2_jax.descriptor.se_e2_a.tabulate import (
+    compress,
     build_tables,
     knots,
     net_derivatives,
     table_range,
     tabulated_embedding,
 )
-from dpa2_jax.graph.neighbors import neighbor_list
+from dpa2_jax.graph.neighbors import min_neighbor_distance, neighbor_list
 from dpa2_jax.io.deepmd_config import model_config
 from dpa2_jax.model.potential import Potential
+from dpa2_jax.model.statistics import apply_statistics, compute_statistics
 from tests.conftest import SYSTEMS, random_params
 
 WATER = SYSTEMS / "water" / "data_0"

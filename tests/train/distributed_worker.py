@@ -34,8 +34,9 @@ def flat(tree) -> dict[str, np.ndarray]:
 
 def build(mesh):
     """(train step, replicated initial state, dataset) as the training loop builds them."""
-    from dpa2_jax.data.dataset import Dataset, read_systems
-    from dpa2_jax.data.stats import apply_statistics, compute_statistics
+    from dpa2_jax.data.dataset import read_systems
+    from dpa2_jax.graph.dataset import Dataset
+    from dpa2_jax.model.statistics import apply_statistics, compute_statistics
     from dpa2_jax.io.deepmd_config import model_config
     from dpa2_jax.model import init
     from dpa2_jax.train import parallel

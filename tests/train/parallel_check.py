@@ -20,8 +20,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 jax.config.update("jax_enable_x64", True)
 
-from dpa2_jax.data.dataset import Dataset, read_systems  # noqa: E402
-from dpa2_jax.data.stats import apply_statistics, compute_statistics  # noqa: E402
+from dpa2_jax.data.dataset import read_systems  # noqa: E402
+from dpa2_jax.graph.dataset import Dataset  # noqa: E402
+from dpa2_jax.model.statistics import apply_statistics, compute_statistics  # noqa: E402
 from dpa2_jax.graph import batch_graphs, bucket_size, pad_graph  # noqa: E402
 from dpa2_jax.io.deepmd_config import model_config  # noqa: E402
 from dpa2_jax.model import init  # noqa: E402

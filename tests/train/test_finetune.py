@@ -1,12 +1,11 @@
-"""Fine-tuning's type-embedding carry-over (train/finetune.py) on a hand-made one-layer table."""
+"""Fine-tuning's type-embedding carry-over (descriptor/type_embedding.py: change_type_map) on a
+hand-made one-layer table."""
 
-import types
 
 import numpy as np
 import pytest
 
 from dpa2_jax.descriptor import type_embedding
-from dpa2_jax.train.finetune import _type_embedding_rows
 
 
 @pytest.mark.parametrize(
@@ -22,10 +21,7 @@ def test_new_elements_get_table_rows_in_0_1_and_kept_ones_their_old_rows(n_old, 
     without the bias) is uniform in [0, 1), whatever the new number of types."""
     rng = np.random.default_rng(0)
     old = [{"w": rng.normal(size=(n_old, width)), "b": rng.normal(size=width)}]
-    cfg = types.SimpleNamespace(descriptor=types.SimpleNamespace())
-    params = _type_embedding_rows({"type_embedding": old}, {"type_embedding": old}, cfg, index,
-                                  np.random.default_rng(1))  # fmt: skip
-    [layer] = params["type_embedding"]
+    [layer] = type_embedding.change_type_map(old, index, np.random.default_rng(1))
     table_old = np.asarray(type_embedding.apply(old, np.eye(n_old)))[:-1] - old[0]["b"]
     table = np.asarray(type_embedding.apply([layer], np.eye(len(index))))[:-1] - layer["b"]
     for t, i in enumerate(index):

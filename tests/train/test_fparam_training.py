@@ -11,8 +11,8 @@ import pytest
 import dpa2_jax
 from dpa2_jax.cli.main import main
 from dpa2_jax.data import read_npy_system
-from dpa2_jax.data.dataset import Dataset
 from dpa2_jax.data.stats import MIN_STD, fitting_input_statistics
+from dpa2_jax.graph.dataset import Dataset
 from dpa2_jax.errors import DataError
 from dpa2_jax.fitting.energy import FittingConfig
 from tests.conftest import SYSTEMS, plumbing_model

@@ -98,7 +98,8 @@ def test_bad_multi_task_inputs_name_the_problem(edit, message):
 
 
 def test_a_step_leaves_the_other_heads_bit_for_bit(enable_x64):
-    from dpa2_jax.data.dataset import Dataset, read_systems
+    from dpa2_jax.data.dataset import read_systems
+    from dpa2_jax.graph.dataset import Dataset
     from dpa2_jax.model import init
     from dpa2_jax.train.optimizer import make_optimizer
     from dpa2_jax.train.schedules import make_schedule

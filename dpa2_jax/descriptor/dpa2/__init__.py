@@ -24,7 +24,8 @@ FAMILY = DescriptorFamily(
     input_section=deepmd.input_section,
     config_from_dict=config_from_dict,
     config_to_dict=config_to_dict,
-    statistics_blocks=descriptor.statistics_blocks,
+    statistics=descriptor.statistics,
+    change_type_map=descriptor.change_type_map,
 )
 
 __all__ = ["FAMILY", "DescriptorConfig", "RepformerConfig", "RepinitConfig"]

@@ -13,6 +13,7 @@ from typing import ClassVar
 from dpa2_jax.descriptor import type_embedding
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
+from dpa2_jax.options import dataclass_kwargs
 
 PRECISIONS = ("float64", "float32")
 
@@ -204,8 +205,6 @@ def config_to_dict(cfg: DescriptorConfig) -> dict:
 
 def config_from_dict(d: dict) -> DescriptorConfig:
     """Inverse of ``config_to_dict``; unknown options raise a ConfigError naming them."""
-    from dpa2_jax.io.deepmd_layers import dataclass_kwargs
-
     d = dict(d)
     d.pop("node_chunk", None)  # a runtime knob that model.json files of version 1 carried
     try:

@@ -12,18 +12,17 @@ import numpy as np
 
 from dpa2_jax.descriptor.dpa2.config import DescriptorConfig, RepformerConfig, RepinitConfig
 from dpa2_jax.errors import ConfigError
-from dpa2_jax.io.deepmd_layers import (
+from dpa2_jax.nn.deepmd import (
     check_version,
     collection_dict,
-    dataclass_kwargs,
     embedding_net_dict,
     env_mat_dict,
     linear_dict,
-    options_dict,
     read_collection,
     read_layer,
     read_network,
 )
+from dpa2_jax.options import dataclass_kwargs, options_dict
 from dpa2_jax.typing import Params
 
 SERIALIZATION_VERSION = 4  # the newest ``dpa2`` @version read

@@ -9,9 +9,12 @@ D_i    = [g1_i, T_i]                                   (concat_output_tebd)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax.numpy as jnp
 import numpy as np
 
+from dpa2_jax.data.system import Frame
 from dpa2_jax.descriptor import type_embedding
 from dpa2_jax.descriptor.dpa2 import repformers, repinit, three_body
 from dpa2_jax.descriptor.dpa2.config import DescriptorConfig
@@ -21,6 +24,7 @@ from dpa2_jax.descriptor.env_mat import (
     normalize,
     pair_exclusion_mask,
 )
+from dpa2_jax.descriptor.env_mat_stats import block_statistics
 from dpa2_jax.descriptor.family import Block, Layout
 from dpa2_jax.nn import dense, init_dense
 from dpa2_jax.nn.chunking import map_nodes
@@ -178,3 +182,17 @@ def statistics_blocks(cfg: DescriptorConfig) -> dict[str, dict]:
     blocks["repformers"] = dict(rcut=rf.rcut, rcut_smth=rf.rcut_smth, sel=rf.nsel,
                                 set_davg_zero=rf.set_davg_zero, **common)  # fmt: skip
     return blocks
+
+
+def statistics(cfg: DescriptorConfig, frames: Sequence[Frame]) -> dict[str, dict[str, np.ndarray]]:
+    """davg/dstd [ntypes, sel, 4] of every block of ``statistics_blocks`` from ``frames``."""
+    return block_statistics(statistics_blocks(cfg), frames, cfg.ntypes)
+
+
+def change_type_map(params: Params, old_cfg: DescriptorConfig, index, rng: Rng) -> Params:
+    """The one-hot type embedding follows the elements (``type_embedding.change_type_map``);
+    an econf embedding reads the type map and needs nothing."""
+    if "type_embedding" not in params or old_cfg.use_econf_tebd:
+        return params
+    rows = type_embedding.change_type_map(params["type_embedding"], index, rng)
+    return {**params, "type_embedding": rows}

@@ -6,7 +6,7 @@ for distillation. ``descriptor.py`` holds the formula; ``tabulate.py`` its compr
 from dpa2_jax.descriptor.family import DescriptorFamily
 from dpa2_jax.descriptor.se_e2_a import deepmd, descriptor
 from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig, config_from_dict, config_to_dict
-from dpa2_jax.descriptor.se_e2_a.tabulate import compress, min_neighbor_distance
+from dpa2_jax.descriptor.se_e2_a.tabulate import compress
 
 FAMILY = DescriptorFamily(
     name="se_e2_a",
@@ -21,8 +21,9 @@ FAMILY = DescriptorFamily(
     input_section=deepmd.input_section,
     config_from_dict=config_from_dict,
     config_to_dict=config_to_dict,
-    statistics_blocks=descriptor.statistics_blocks,
+    statistics=descriptor.statistics,
+    compress=compress,
     mixed_types=False,
 )
 
-__all__ = ["FAMILY", "SeE2AConfig", "compress", "min_neighbor_distance"]
+__all__ = ["FAMILY", "SeE2AConfig"]

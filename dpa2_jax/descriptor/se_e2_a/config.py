@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
+from dpa2_jax.options import dataclass_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +94,6 @@ def config_to_dict(cfg: SeE2AConfig) -> dict:
 
 def config_from_dict(d: dict) -> SeE2AConfig:
     """Inverse of ``config_to_dict``; unknown options raise a ConfigError naming them."""
-    from dpa2_jax.io.deepmd_layers import dataclass_kwargs
-
     d = dict(d)
     if "sel" in d:
         d["type_sel"] = d.pop("sel")

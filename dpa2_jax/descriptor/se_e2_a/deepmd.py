@@ -10,13 +10,8 @@ import numpy as np
 
 from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig
 from dpa2_jax.errors import ConfigError
-from dpa2_jax.io.deepmd_layers import (
-    check_version,
-    dataclass_kwargs,
-    embedding_net_dict,
-    env_mat_dict,
-    read_network,
-)
+from dpa2_jax.nn.deepmd import check_version, embedding_net_dict, env_mat_dict, read_network
+from dpa2_jax.options import dataclass_kwargs
 from dpa2_jax.typing import Params
 
 SERIALIZATION_VERSION = 2  # the newest uncompressed ``se_e2_a`` @version (3 = compressed)

@@ -12,15 +12,19 @@ Empty slots are summed too: their R~ is -davg/dstd (not zero), as in DeePMD.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax.numpy as jnp
 import numpy as np
 
+from dpa2_jax.data.system import Frame
 from dpa2_jax.descriptor.env_mat import (
     Neighborhood,
     environment_matrix,
     normalize,
     pair_exclusion_mask,
 )
+from dpa2_jax.descriptor.env_mat_stats import block_statistics
 from dpa2_jax.descriptor.family import Block, Layout
 from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig
 from dpa2_jax.descriptor.se_e2_a.tabulate import tabulated_embedding
@@ -163,3 +167,8 @@ def statistics_blocks(cfg: SeE2AConfig) -> dict[str, dict]:
             "exclude_types": tuple(cfg.exclude_types), "type_sel": cfg.type_sel,
         }
     }  # fmt: skip
+
+
+def statistics(cfg: SeE2AConfig, frames: Sequence[Frame]) -> dict[str, dict[str, np.ndarray]]:
+    """davg/dstd [ntypes, sel, 4] of every block of ``statistics_blocks`` from ``frames``."""
+    return block_statistics(statistics_blocks(cfg), frames, cfg.ntypes)

@@ -35,7 +35,7 @@ s = 0); above the table means a pair closer than d_min / extrapolate-ish, far ou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,36 +43,14 @@ import numpy as np
 
 from dpa2_jax.descriptor.env_mat import switch_function
 from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig
-from dpa2_jax.errors import ConfigError, DataError
-from dpa2_jax.graph.neighbors import neighbor_list
+from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn import network
 from dpa2_jax.typing import Array, Params
 
-Frame = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # coords [na, 3], types [na], cell
-
-_EVERY_NEIGHBOR = 2**31 - 1  # a sel that cuts no neighbor list (and warns of no overflow)
 _SLACK = 1e-9  # strides counted with this tolerance: (upper - lower) / stride = 399.99999...
 
 
 # ----------------------------------------------------------------------------- range
-def min_neighbor_distance(frames: Iterable[Frame], rcut: float) -> float:
-    """The closest pair distance [Angstrom] over the frames (DeePMD's ``min_nbor_dist``, from
-    ``dp neighbor-stat``), periodic images included; pairs farther than ``rcut`` are not seen.
-
-    Args:
-      frames: (coords [na, 3] Angstrom, atom_types [na], cell [3, 3] (rows the lattice
-        vectors) or None) per frame.
-    """
-    best = np.inf
-    for coords, _, cell in frames:
-        nl = neighbor_list(np.asarray(coords, np.float64), cell, rcut, _EVERY_NEIGHBOR)
-        if nl.n_edge:
-            best = min(best, float(nl.distances.min()))
-    if not np.isfinite(best):
-        raise DataError(f"min_neighbor_distance: no pair of atoms within rcut={rcut} A")
-    return best
-
-
 def table_range(block: Params, cfg: SeE2AConfig, min_dist: float) -> tuple[np.ndarray, ...]:
     """(lower, upper) [n_embeddings] of each embedding net's input (module docstring).
 

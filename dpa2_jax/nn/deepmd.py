@@ -1,13 +1,10 @@
 """DeePMD-kit's serialized building blocks (layers, networks, collections), both ways.
 
-Descriptor families and the model-level mapping compose these. Our parameter leaves keep
+Descriptor families and the model-level mapping (``io/``) compose these. Our parameter leaves keep
 DeePMD's names (``w``, ``b``, ``idt``), so each reader and writer is a few lines.
 """
 
 from __future__ import annotations
-
-import dataclasses
-import difflib
 
 import numpy as np
 
@@ -44,28 +41,7 @@ def read_collection(d: dict, what: str) -> list[Params]:
     return read_network(nets[0])
 
 
-def nearest_hint(key: str, valid) -> str:
-    """ "; did you mean 'x'?" for the valid name closest to ``key``, or a plain statement."""
-    close = difflib.get_close_matches(key, sorted(valid), n=1)
-    return f"; did you mean {close[0]!r}?" if close else " (not an option dpa2_jax supports)"
-
-
-def dataclass_kwargs(cls, args: dict, what: str, ignore=()) -> dict:
-    """Keyword arguments of ``cls`` from a serialized options dict (lists become tuples);
-    options that ``cls`` lacks and ``ignore`` does not name raise a ConfigError."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(args) - names - set(ignore))
-    if unknown:
-        raise ConfigError(f"{what}: unknown key {unknown[0]!r}{nearest_hint(unknown[0], names)}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in names}
-
-
 # ----------------------------------------------------------------------------- writing
-def options_dict(cfg) -> dict:
-    """A frozen options dataclass as a JSON-ready dict (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
-
 def layer_dict(p: Params, act: str, resnet: bool, precision: str) -> dict:
     """A serialized ``Layer``."""
     return {

@@ -1,0 +1,30 @@
+"""Options dataclasses from and to plain dicts (JSON, DeePMD-kit sections), with "did you mean"
+hints for unknown keys. The bottom floor: imports nothing of the package but ``errors``."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from dpa2_jax.errors import ConfigError
+
+
+def nearest_hint(key: str, valid) -> str:
+    """ "; did you mean 'x'?" for the valid name closest to ``key``, or a plain statement."""
+    close = difflib.get_close_matches(key, sorted(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else " (not an option dpa2_jax supports)"
+
+
+def dataclass_kwargs(cls, args: dict, what: str, ignore=()) -> dict:
+    """Keyword arguments of ``cls`` from a serialized options dict (lists become tuples);
+    options that ``cls`` lacks and ``ignore`` does not name raise a ConfigError."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(args) - names - set(ignore))
+    if unknown:
+        raise ConfigError(f"{what}: unknown key {unknown[0]!r}{nearest_hint(unknown[0], names)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in names}
+
+
+def options_dict(cfg) -> dict:
+    """A frozen options dataclass as a JSON-ready dict (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
