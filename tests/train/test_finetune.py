@@ -1,7 +1,6 @@
 """Fine-tuning's type-embedding carry-over (descriptor/type_embedding.py: change_type_map) on a
 hand-made one-layer table."""
 
-
 import numpy as np
 import pytest
 
