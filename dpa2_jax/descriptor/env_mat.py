@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 
+from dpa2_jax.graph import fields
 from dpa2_jax.typing import Array
 
 
@@ -81,10 +82,9 @@ def dense_neighborhood(
         ``graph.edges["slot"]`` (``graph/slots.py`` ranks unsorted edges on the device).
     """
     n_node = positions.shape[0]
-    n_graph = graph.n_node.shape[0]
-    node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node)
+    node_graph = fields.node_graph(graph, n_node)
     first_node = (jnp.cumsum(graph.n_node) - graph.n_node)[node_graph]  # [n_node]
-    slot = graph.edges["slot"] if slot is None else slot
+    slot = fields.slots(graph) if slot is None else slot
     row = jnp.where((slot >= 0) & (slot < sel), graph.receivers, n_node)  # drop padding edges
     index = (
         jnp.full((n_node, sel), -1, jnp.int32)
@@ -94,7 +94,7 @@ def dense_neighborhood(
     shifts = (
         jnp.zeros((n_node, sel, 3), positions.dtype)
         .at[row, slot]
-        .set(graph.edges["shifts"].astype(positions.dtype), mode="drop")
+        .set(fields.shifts(graph).astype(positions.dtype), mode="drop")
     )
     mask = index >= 0
     index = jnp.where(mask, index, first_node[:, None])

@@ -6,6 +6,7 @@ import jax
 import jraph
 import numpy as np
 
+from dpa2_jax.graph import fields
 from dpa2_jax.graph.graph import batch_graphs
 from dpa2_jax.graph.padding import BucketPadder, bucket_size
 
@@ -117,5 +118,5 @@ def stack_batches(batches: Sequence[jraph.GraphsTuple]) -> jraph.GraphsTuple:
 
 
 def _sizes(graph: jraph.GraphsTuple) -> str:
-    n_node = graph.nodes["species"].shape[0]
+    n_node = fields.species(graph).shape[0]
     return f"n_node={n_node}, n_edge={graph.senders.shape[0]}, n_graph={graph.n_node.shape[0]}"

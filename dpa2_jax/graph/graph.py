@@ -1,35 +1,6 @@
-"""The graph container: frames of atoms as `jraph.GraphsTuple`, every field defined once here.
+"""Frames of atoms -> `jraph.GraphsTuple` neighbor graphs (host side, numpy).
 
-Edge convention: an edge runs from a neighbor j (`senders`) to a center i (`receivers`), and its
-vector is
-
-    r_ij = positions[senders] - positions[receivers] + shifts @ cell[graph of the edge]
-
-(neighbor minus center, as in DeePMD's `_make_env_mat`); `shifts` counts periodic images in units
-of the cell's rows (lattice vectors). Units: Angstrom, eV, eV/Angstrom; the virial in eV with
-DeePMD's sign.
-
-Fields (n_graph frames, n_node atoms and n_edge edges summed over the batch, padding included):
-
-    nodes["positions"]   [n_node, 3]        float  Cartesian positions, Angstrom (not wrapped)
-    nodes["species"]     [n_node]           int32  type index into the system's type map
-    nodes["forces"]      [n_node, 3]        float  force label, eV/Angstrom (zeros if absent)
-    edges["shifts"]      [n_edge, 3]        float  integer-valued image vector of the neighbor
-    edges["slot"]        [n_edge]           int32  rank among the center's neighbors by distance,
-                                                   0..sel-1; -1 marks a padding edge
-    senders              [n_edge]           int32  neighbor j, node index global across the batch
-    receivers            [n_edge]           int32  center i, node index global across the batch
-    globals["cell"]      [n_graph, 3, 3]    float  rows are lattice vectors, Angstrom;
-                                                   zeros for a non-periodic frame
-    globals["energy"]    [n_graph]          float  energy label, eV (0 if absent)
-    globals["virial"]    [n_graph, 3, 3]    float  virial label, eV (zeros if absent)
-    nodes["aparam"]      [n_node, nap]      float  atomic parameters; only present when given
-                                                   (models with numb_aparam)
-    globals["fparam"]    [n_graph, nfp]     float  frame parameters; only present when given
-                                                   (models with numb_fparam)
-    globals["has_energy"], globals["has_forces"], globals["has_virial"]
-                         [n_graph]          float  1.0 where the label is present, else 0.0
-    n_node, n_edge       [n_graph]          int32  atoms and edges per graph
+Fields, units and the edge convention: ``fields.py`` (the schema; read graphs through it).
 
 Within a graph, edges are sorted by (receiver, distance), and each center keeps at most `sel`
 neighbors within `rcut` (neighbors.py gives the exact rule).
@@ -65,7 +36,7 @@ def frame_to_graph(
     fparam: np.ndarray | None = None,
     aparam: np.ndarray | None = None,
 ) -> jraph.GraphsTuple:
-    """Builds the one-graph `GraphsTuple` of a frame (fields in the module docstring).
+    """Builds the one-graph `GraphsTuple` of a frame (fields in `fields.py`).
 
     Args:
         positions: [n_node, 3] positions, Angstrom.
@@ -183,7 +154,7 @@ def batch_graphs(graphs: Sequence[jraph.GraphsTuple]) -> jraph.GraphsTuple:
     """Concatenates graphs into one `GraphsTuple` (numpy), offsetting node indices.
 
     Args:
-        graphs: graphs with the fields of the module docstring.
+        graphs: graphs with the fields of `fields.py`.
 
     Returns:
         The batch; n_graph is the total number of graphs, index arrays stay int32.

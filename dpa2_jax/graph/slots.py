@@ -15,21 +15,8 @@ import jax
 import jax.numpy as jnp
 import jraph
 
+from dpa2_jax.graph import fields
 from dpa2_jax.typing import Array
-
-
-def edge_vectors(graph: jraph.GraphsTuple, positions: Array, cells: Array) -> Array:
-    """r_ij = positions[senders] - positions[receivers] + shifts @ cell, [n_edge, 3] Angstrom.
-
-    Args:
-      positions: [n_node, 3] Angstrom; cells: [n_graph, 3, 3] Angstrom (rows lattice vectors).
-    """
-    n_graph, n_node = graph.n_node.shape[0], positions.shape[0]
-    node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node)
-    edge_graph = node_graph[graph.receivers]  # [n_edge]; edges may come in any order
-    shifts = graph.edges["shifts"].astype(positions.dtype)
-    offset = jnp.einsum("ek,ekd->ed", shifts, cells[edge_graph])  # [n_edge, 3]
-    return positions[graph.senders] - positions[graph.receivers] + offset
 
 
 def select_slots(
@@ -47,9 +34,9 @@ def select_slots(
       [n_edge] int32, rank by (distance, neighbor, shift) among the center's kept edges.
     """
     n_edge = graph.senders.shape[0]
-    diff = jax.lax.stop_gradient(edge_vectors(graph, positions, cells))  # [n_edge, 3]
+    diff = jax.lax.stop_gradient(fields.edge_vectors(graph, positions, cells))  # [n_edge, 3]
     dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))  # [n_edge]
-    shifts = graph.edges["shifts"].astype(jnp.int32)  # [n_edge, 3]
+    shifts = fields.shifts(graph).astype(jnp.int32)  # [n_edge, 3]
     is_self = (graph.senders == graph.receivers) & jnp.all(shifts == 0, axis=-1)
     valid = jraph.get_edge_padding_mask(graph) & (dist <= rcut) & ~is_self
     keys = (

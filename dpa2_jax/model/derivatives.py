@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import jraph
 
 from dpa2_jax.descriptor import Layout
+from dpa2_jax.graph import fields
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.model.energy import (
     dtype_of,
@@ -46,13 +47,9 @@ from dpa2_jax.typing import Array, Params
 
 
 def _strained(graph: jraph.GraphsTuple, strain: Array) -> tuple[Array, Array]:
-    positions = graph.nodes["positions"]
-    cells = graph.globals["cell"]
-    n_graph = cells.shape[0]
-    node_graph = jnp.repeat(
-        jnp.arange(n_graph), graph.n_node, total_repeat_length=positions.shape[0]
-    )
+    positions, cells = fields.positions(graph), fields.cells(graph)
     deform = jnp.eye(3, dtype=strain.dtype) + strain  # [n_graph, 3, 3]
+    node_graph = fields.node_graph(graph)
     positions = jnp.einsum("ni,nij->nj", positions.astype(strain.dtype), deform[node_graph])
     cells = jnp.einsum("gki,gij->gkj", cells.astype(strain.dtype), deform)
     return positions, cells
@@ -93,13 +90,13 @@ def make_forces_fn(
             energies = graph_energies(graph, atomic)
             return jnp.sum(energies), (energies, atomic)
 
-        disp0 = jnp.zeros(graph.nodes["positions"].shape, dtype)
+        disp0 = jnp.zeros(fields.positions(graph).shape, dtype)
         strain0 = jnp.zeros((n_graph, 3, 3), dtype)
         (_, (energies, atomic)), (d_disp, d_strain) = jax.value_and_grad(
             total_energy, argnums=(0, 1), has_aux=True
         )(disp0, strain0)
         virial = -jnp.swapaxes(d_strain, -1, -2)
-        volume = jnp.abs(jnp.linalg.det(graph.globals["cell"].astype(dtype)))
+        volume = jnp.abs(jnp.linalg.det(fields.cells(graph).astype(dtype)))
         safe = jnp.where(volume > 0, volume, 1.0)
         stress = jnp.where((volume > 0)[:, None, None], -virial / safe[:, None, None], 0.0)
         return {
@@ -135,8 +132,8 @@ def make_hessian_fn(
     dtype = dtype_of(cfg)
 
     def hessian_fn(params: Params, graph: jraph.GraphsTuple) -> Array:
-        positions = graph.nodes["positions"].astype(dtype)
-        cells = graph.globals["cell"].astype(dtype)
+        positions = fields.positions(graph).astype(dtype)
+        cells = fields.cells(graph).astype(dtype)
 
         def total_energy(disp):  # disp: [n_node, 3]
             atomic = atomic_energy_fn(params, graph, positions + disp, cells)
@@ -150,12 +147,9 @@ def make_hessian_fn(
 def wrapped_positions(graph: jraph.GraphsTuple, dtype) -> Array:
     """Positions [n_node, 3] wrapped into their cells as DeePMD's ``normalize_coord`` does
     (unchanged for a non-periodic graph, whose cell is zero)."""
-    positions = graph.nodes["positions"].astype(dtype)
-    cells = graph.globals["cell"].astype(dtype)
-    n_graph = cells.shape[0]
-    node_graph = jnp.repeat(
-        jnp.arange(n_graph), graph.n_node, total_repeat_length=positions.shape[0]
-    )
+    positions = fields.positions(graph).astype(dtype)
+    cells = fields.cells(graph).astype(dtype)
+    node_graph = fields.node_graph(graph)
     periodic = jnp.abs(jnp.linalg.det(cells)) > 0  # [n_graph]
     safe = jnp.where(periodic[:, None, None], cells, jnp.eye(3, dtype=dtype))
     cell = safe[node_graph]  # [n_node, 3, 3]
@@ -169,8 +163,8 @@ def atom_virial(core: Callable, params: Params, graph: jraph.GraphsTuple, sel: i
 
     core: ``energy.make_atomic_energy_core``'s function; sel: its number of slots.
     """
-    positions = graph.nodes["positions"].astype(dtype)
-    cells = graph.globals["cell"].astype(dtype)
+    positions = fields.positions(graph).astype(dtype)
+    cells = fields.cells(graph).astype(dtype)
     n_node = positions.shape[0]
 
     def atomic_of(delta):

@@ -30,6 +30,7 @@ from dpa2_jax.descriptor.env_mat import dense_neighborhood
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting import energy as energy_fitting
 from dpa2_jax.fitting.energy import FittingConfig
+from dpa2_jax.graph import fields
 from dpa2_jax.graph.slots import select_slots
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.typing import Array, Params, PRNGKey
@@ -109,7 +110,7 @@ def make_atomic_energy_core(
     dtype = dtype_of(cfg)
 
     def core(params, graph, positions, cells, delta=None):
-        species = graph.nodes["species"].astype(jnp.int32)
+        species = fields.species(graph).astype(jnp.int32)
         positions, cells = positions.astype(dtype), cells.astype(dtype)
         slot = None
         if slots_on_device:
@@ -144,7 +145,7 @@ def exclude_pairs(
     Both orders of each pair are excluded (DeePMD's ``PairExcludeMask``); the other edges keep
     their slots, as DeePMD's neighbor list keeps the holes (-1) in place.
     """
-    slot = graph.edges["slot"] if slot is None else slot
+    slot = fields.slots(graph) if slot is None else slot
     ti, tj = species[graph.receivers], species[graph.senders]
     excluded = jnp.zeros(slot.shape, bool)
     for a, b in pairs:
@@ -159,19 +160,18 @@ def fitting_parameters(
     numb_aparam] from the graph (None where the head has none); checks their presence and shape.
     """
     fparam = aparam = None
-    n_node = graph.nodes["species"].shape[0]
+    n_node = fields.species(graph).shape[0]
     n_graph = graph.n_node.shape[0]
     if fit.numb_fparam:
-        fp = graph.globals.get("fparam") if isinstance(graph.globals, dict) else None
+        fp = fields.fparam(graph)
         if fp is None and fit.default_fparam is not None:
             fp = jnp.broadcast_to(
                 jnp.asarray(fit.default_fparam, dtype), (n_graph, fit.numb_fparam)
             )
         _check_parameter("fparam", 'graph.globals["fparam"]', fp, (n_graph, fit.numb_fparam))
-        node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node)
-        fparam = fp.astype(dtype)[node_graph]
+        fparam = fp.astype(dtype)[fields.node_graph(graph, n_node)]
     if fit.numb_aparam:
-        ap = graph.nodes.get("aparam") if isinstance(graph.nodes, dict) else None
+        ap = fields.aparam(graph)
         _check_parameter("aparam", 'graph.nodes["aparam"]', ap, (n_node, fit.numb_aparam))
         aparam = ap.astype(dtype)
     return fparam, aparam
@@ -207,6 +207,4 @@ def make_energy_fn(
 
 def graph_energies(graph: jraph.GraphsTuple, atomic: Array) -> Array:
     """Sum of atomic energies per graph. atomic: [n_node] -> [n_graph]."""
-    n_graph = graph.n_node.shape[0]
-    node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=atomic.shape[0])
-    return jax.ops.segment_sum(atomic, node_graph, num_segments=n_graph)
+    return fields.graph_sum(graph, atomic)

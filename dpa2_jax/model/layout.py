@@ -14,6 +14,7 @@ import jraph
 import numpy as np
 
 from dpa2_jax.descriptor import Block, Layout
+from dpa2_jax.graph import fields
 
 SLOT_MULTIPLE = 8
 
@@ -32,13 +33,8 @@ def max_neighbors(batches: Sequence[jraph.GraphsTuple], rcut: float) -> int:
     """The most neighbors within rcut (plus 1e-6 A) of any atom in unpadded host batches."""
     most = 0
     for b in batches:
-        node_graph = np.repeat(np.arange(len(b.n_node)), b.n_node)
-        edge_graph = node_graph[b.receivers]
-        cells = b.globals["cell"][edge_graph]  # [n_edge, 3, 3]
-        pos = b.nodes["positions"]
-        diff = pos[b.senders] - pos[b.receivers] + np.einsum("ek,ekd->ed", b.edges["shifts"], cells)
-        within = np.linalg.norm(diff, axis=-1) <= rcut + 1e-6
-        counts = np.bincount(b.receivers[within], minlength=len(pos))
+        within = np.linalg.norm(fields.edge_vectors(b), axis=-1) <= rcut + 1e-6
+        counts = np.bincount(b.receivers[within], minlength=b.n_node.sum())
         most = max(most, int(counts.max(initial=0)))
     return most
 
