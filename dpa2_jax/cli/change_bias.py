@@ -22,11 +22,12 @@ directory, or a .dp file. Elements absent from the data keep their bias.
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "change-bias", help="refit a model's energy bias on labelled data",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "change-bias"
+HELP = "refit a model's energy bias on labelled data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax change-bias``."""
     parser.add_argument("model", metavar="MODEL", help="workdir, model directory or .dp")
     parser.add_argument("systems", metavar="SYSTEM", nargs="+", help="labelled systems")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
@@ -42,7 +43,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="frames per system used for the fit (default 10, DeePMD's "
                         "data_stat_nbatch)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,11 +22,12 @@ writes the uncompressed model.
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "compress", help="tabulate a se_e2_a model's embedding nets",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "compress"
+HELP = "tabulate a se_e2_a model's embedding nets"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax compress``."""
     parser.add_argument("model", metavar="MODEL", help="workdir, model directory or .dp")
     parser.add_argument("output", metavar="OUTPUT", help="the model directory to write")
     parser.add_argument("-t", "--data", nargs="+", metavar="SYSTEM", default=None,
@@ -44,7 +45,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="the table ends at this multiple of the data's upper bound "
                         "(default 5)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

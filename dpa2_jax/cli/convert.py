@@ -22,11 +22,12 @@ Angstrom, energies in eV.
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "convert", help="DeePMD .dp file(s) -> dpa2_jax model directory",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "convert"
+HELP = "DeePMD .dp file(s) -> dpa2_jax model directory"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax convert``."""
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="SRC.dp [SRC2.dp ...] DST_DIR: the .dp files, then the directory "
                         "to write")  # fmt: skip
@@ -36,7 +37,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing DST_DIR; only a dpa2_jax model directory (or "
                         "an empty folder) holding none of the sources is ever replaced")  # fmt: skip
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,11 +31,12 @@ Any CONFIG field can be overridden: --config.explore.steps=2000
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "distill", help="teacher MD -> labels -> student training -> report",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "distill"
+HELP = "teacher MD -> labels -> student training -> report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax distill``."""
     parser.add_argument("config", metavar="CONFIG", help="configs/NAME.py (get_config())")
     parser.add_argument("--workdir", required=True, metavar="DIR", help="where every stage writes")
     parser.add_argument("--stage", choices=[*STAGES, "all"], default="all",
@@ -44,7 +45,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="the teacher (.dp, model directory or workdir) instead of "
                         "CONFIG's teacher.model")  # fmt: skip
     parser.add_argument("--head", default=None, help="the teacher's head (multi-head teachers)")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

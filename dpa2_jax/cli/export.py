@@ -18,17 +18,17 @@ An existing DST.dp is never replaced without --overwrite.
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "export", help="dpa2_jax model -> DeePMD .dp file",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "export"
+HELP = "dpa2_jax model -> DeePMD .dp file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax export``."""
     parser.add_argument("src", metavar="SRC", help="dpa2_jax model directory or .dp file")
     parser.add_argument("dst", metavar="DST.dp", help="the .dp file to write")
     parser.add_argument("--head", default=None,
                         help="head to export (required for multi-head models)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DST.dp")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,11 +23,12 @@ ase.io.read understands (extxyz, ...). Positions and cells in Angstrom.
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "graphs", help="summarise neighbor graphs (cutoff in Angstrom) and padded batch shapes",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "graphs"
+HELP = "summarise neighbor graphs (cutoff in Angstrom) and padded batch shapes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax graphs``."""
     parser.add_argument("systems", nargs="+", metavar="SYSTEM", help="system, folder or file")
     parser.add_argument("--rcut", type=float, default=6.0, help="cutoff in Angstrom (default 6)")
     parser.add_argument("--sel", type=int, default=120, help="neighbors kept per atom (120)")
@@ -38,7 +39,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="N",
         help="atoms per evaluation batch, as in dpa2_jax.Potential (2048)",
     )
-    return parser
 
 
 def _counts(system, rcut: float) -> np.ndarray:

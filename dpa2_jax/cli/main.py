@@ -1,8 +1,12 @@
 """``dpa2-jax``: one console script, one module per subcommand (``dpa2_jax/cli/<name>.py``).
 
-Each subcommand module exposes ``add_parser(subparsers)`` and ``run(args)``. Errors that
-dpa2_jax raises on purpose (`Dpa2JaxError`) are printed as ``dpa2-jax: error: <message>``
-with exit status 2 and no traceback; anything else is a bug and keeps its traceback.
+Each subcommand module exposes ``NAME``, ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)``
+and ``run(args)``. Errors that dpa2_jax raises on purpose (`Dpa2JaxError`) are printed as
+``dpa2-jax: error: <message>`` with exit status 2 and no traceback; anything else is a bug and
+keeps its traceback.
+
+The subcommands import JAX and the package's heavy modules inside ``run``: ``dpa2-jax --help``
+and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -57,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
-        module.add_parser(subparsers).set_defaults(run=module.run)
+        sub = subparsers.add_parser(
+            module.NAME, help=module.HELP, description=module.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
     return parser
 
 

@@ -37,11 +37,12 @@ each chunk an overflowing neighbor list is reallocated and the chunk redone.
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "md", help="molecular dynamics (NVE/NVT/NPT; fs, K, bar) with JAX-MD",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "md"
+HELP = "molecular dynamics (NVE/NVT/NPT; fs, K, bar) with JAX-MD"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax md``."""
     add = parser.add_argument
     # fmt: off
     add("model", metavar="MODEL", help=".dp file or dpa2_jax model directory")
@@ -66,7 +67,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--head", default=None, help="head of a multi-head model")
     add("--seed", type=int, default=0, help="seed of the initial velocities (default 0)")
     # fmt: on
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

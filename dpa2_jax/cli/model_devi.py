@@ -26,11 +26,12 @@ The step column is the frame index times --frequency (use the MD's --traj-every)
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "model-devi", help="model deviation of an ensemble along a trajectory (model_devi.out)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "model-devi"
+HELP = "model deviation of an ensemble along a trajectory (model_devi.out)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax model-devi``."""
     add = parser.add_argument
     add("models", nargs="+", metavar="MODEL", help="two or more models")
     add("traj", metavar="TRAJ", help="the trajectory: ASE-readable file or npy system folder")
@@ -39,7 +40,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--head", default=None, help="head of multi-head models")
     add("--frequency", type=int, default=1, metavar="K",
         help="MD steps between frames of TRAJ (default 1)")  # fmt: skip
-    return parser
 
 
 def read_trajectory(path: str, type_map=None):

@@ -28,16 +28,16 @@ _TERMS = {"": ("total", ""), "e": ("energy", "eV/atom"), "ae": ("atomic energy",
 _COLUMN = re.compile(r"^(rmse|mae)(?:_(\w+?))?_(val|trn)(?:_(\w+))?$")  # rmse_e_val[_head]
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "plot", help="draw lcurve.out (errors in eV, eV/Angstrom; learning rate) as a PNG",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "plot"
+HELP = "draw lcurve.out (errors in eV, eV/Angstrom; learning rate) as a PNG"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax plot``."""
     parser.add_argument("kind", choices=["lcurve"], help="what to draw: lcurve (lcurve.out)")
     parser.add_argument("path", metavar="PATH", help="training WORKDIR or lcurve.out file")
     parser.add_argument("-o", "--output", metavar="PNG", default=None,
                         help="image to write (default: lcurve.png beside lcurve.out)")  # fmt: skip
-    return parser
 
 
 def _panels(columns: dict[str, list[float]]) -> dict[tuple[str, str], list[tuple[str, str]]]:

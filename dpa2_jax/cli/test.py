@@ -47,11 +47,12 @@ _LINES = {  # metric -> dp test's labels and unit
 }
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "test", help="MAE/RMSE of energies (eV), forces (eV/A), virials (eV) on labelled data",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "test"
+HELP = "MAE/RMSE of energies (eV), forces (eV/A), virials (eV) on labelled data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax test``."""
     parser.add_argument("model", metavar="MODEL", help="model directory or .dp file")
     parser.add_argument("systems", nargs="+", metavar="SYSTEM", help="system, folder or file")
     parser.add_argument("--head", default=None, help="head of a multi-head model")
@@ -71,7 +72,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-atoms", type=int, default=2048, metavar="N",
                         help="atoms evaluated per jitted call (default 2048)")  # fmt: skip
-    return parser
 
 
 def _report(metrics: dict) -> None:

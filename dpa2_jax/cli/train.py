@@ -44,11 +44,12 @@ energy bias is refitted on the training data first (as `dpa2-jax change-bias`). 
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "train", help="train a model (DeePMD input.json or configs/*.py)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+NAME = "train"
+HELP = "train a model (DeePMD input.json or configs/*.py)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``dpa2-jax train``."""
     parser.add_argument("input", metavar="INPUT", help="input.json or configs/NAME.py")
     parser.add_argument("--workdir", required=True, metavar="DIR",
                         help="folder for lcurve.out, checkpoints/ and model/")  # fmt: skip
@@ -68,7 +69,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "a fresh fitting net (needed when the pretrained model has several)",
     )
     distributed.add_arguments(parser)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

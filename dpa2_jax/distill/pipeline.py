@@ -21,8 +21,14 @@ import warnings
 
 from tqdm.auto import tqdm
 
+from dpa2_jax.data import read_npy_system
+from dpa2_jax.distill import report
 from dpa2_jax.distill.config import DistillConfig, student_input
+from dpa2_jax.distill.explore import explore
+from dpa2_jax.distill.label import teacher_labels, write_split
 from dpa2_jax.errors import ConfigError, DataError
+from dpa2_jax.io.convert import load
+from dpa2_jax.md.output import read_structure
 
 logger = logging.getLogger(__name__)
 STAGES = ("explore", "label", "train", "report")
@@ -48,8 +54,6 @@ def _write_json(path: str, value) -> None:
 
 
 def _load(path: str):
-    from dpa2_jax import load
-
     if not os.path.exists(path):
         raise ConfigError(f"{path}: no such model file or directory")
     with warnings.catch_warnings():  # the x64 notice of load
@@ -64,8 +68,6 @@ def _bar(total: int, desc: str, unit: str):
 
 def run_explore(cfg: DistillConfig, workdir: str) -> dict:
     """Stage (a): teacher MD at each temperature from each structure (``explore.py``)."""
-    from dpa2_jax.distill.explore import explore
-
     summary_path = os.path.join(workdir, "explore", "summary.json")
     if (done := _done(summary_path, cfg.teacher)) is not None:
         return done
@@ -96,9 +98,6 @@ def _explored_systems(workdir: str) -> list[str]:
 
 def run_label(cfg: DistillConfig, workdir: str) -> dict:
     """Stage (b): teacher energies, forces, virials; train / validation split (``label.py``)."""
-    from dpa2_jax.data import read_npy_system
-    from dpa2_jax.distill.label import teacher_labels, write_split
-
     summary_path = os.path.join(workdir, "data", "summary.json")
     if (done := _done(summary_path, cfg.teacher)) is not None:
         return done
@@ -155,9 +154,6 @@ def run_train(cfg: DistillConfig, workdir: str) -> dict:
 
 def run_report(cfg: DistillConfig, workdir: str) -> dict:
     """Stage (d): errors against the teacher and DFT, and the speedup (``report.py``)."""
-    from dpa2_jax.distill import report
-    from dpa2_jax.md.output import read_structure
-
     path = os.path.join(workdir, "report.json")
     if (done := _done(path)) is not None:
         return done
@@ -206,9 +202,7 @@ def summary_line(stage: str, summary: dict) -> str:
     if stage == "train":
         shown = ", ".join(f"{k} {v:.4g}" for k, v in summary.items() if k.startswith("rmse"))
         return f"train: {summary['steps']} steps; {shown}"
-    from dpa2_jax.distill.report import table
-
-    return table(summary)
+    return report.table(summary)
 
 
 RUNNERS = {"explore": run_explore, "label": run_label, "train": run_train, "report": run_report}
