@@ -25,6 +25,15 @@ def dataclass_kwargs(cls, args: dict, what: str, ignore=()) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in names}
 
 
+def check_type_pairs(pairs, ntypes: int, what: str) -> None:
+    """ConfigError unless every entry of ``pairs`` is a pair of type indices in [0, ntypes)."""
+    for pair in pairs:
+        if len(pair) != 2 or not all(0 <= t < ntypes for t in pair):
+            raise ConfigError(
+                f"{what} entry {list(pair)}: expected a pair of type indices in [0, {ntypes})"
+            )
+
+
 def options_dict(cfg) -> dict:
     """A frozen options dataclass as a JSON-ready dict (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}

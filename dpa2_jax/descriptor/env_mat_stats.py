@@ -122,27 +122,18 @@ def moments_statistics(
 
 
 def environment_statistics(
-    frames: Iterable[Frame],
-    ntypes: int,
-    rcut: float,
-    rcut_smth: float,
-    sel: int,
-    protection: float = 0.0,
-    set_davg_zero: bool = True,
-    exclude_types: Sequence[tuple[int, int]] = (),
-    type_sel: Sequence[int] | None = None,
+    frames: Iterable[Frame], ntypes: int, set_davg_zero: bool = True, **block
 ) -> tuple[np.ndarray, np.ndarray]:
     """DeePMD-kit's davg and dstd of one block (module docstring).
 
-    Args: as ``environment_moments``; set_davg_zero keeps davg at zero.
+    Args: ``block`` as the keyword arguments of ``environment_moments`` (rcut, rcut_smth, sel,
+      protection, exclude_types, type_sel); set_davg_zero keeps davg at zero.
 
     Returns:
       davg, dstd: [ntypes, sel, 4] float64.
     """
-    moments = environment_moments(
-        frames, ntypes, rcut, rcut_smth, sel, protection, exclude_types, type_sel
-    )
-    return moments_statistics(moments, sel, set_davg_zero)
+    moments = environment_moments(frames, ntypes, **block)
+    return moments_statistics(moments, block["sel"], set_davg_zero)
 
 
 def block_statistics(

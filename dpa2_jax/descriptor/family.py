@@ -133,6 +133,17 @@ class DescriptorFamily:
         if self.config_from_dict is None:
             object.__setattr__(self, "config_from_dict", from_options)
 
+    @classmethod
+    def from_modules(cls, name: str, config_class: type, *modules, **fields) -> DescriptorFamily:
+        """The family whose functions are the ones of these names in ``modules`` (the first
+        module defining a name wins), with ``fields`` given explicitly."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("name", "config_class")]
+        for field in names:
+            found = [getattr(m, field) for m in modules if hasattr(m, field)]
+            if field not in fields and found:
+                fields[field] = found[0]
+        return cls(name, config_class, **fields)
+
     def deepmd_codec(self, what: str) -> Callable:
         """The family's ``.dp`` reader or writer ``what``; a ConfigError if it has none."""
         fn = getattr(self, what)

@@ -11,21 +11,9 @@ from dpa2_jax.descriptor.dpa2.config import (
 )
 from dpa2_jax.descriptor.family import DescriptorFamily
 
-FAMILY = DescriptorFamily(
-    name="dpa2",
-    config_class=DescriptorConfig,
-    init=descriptor.init,
-    apply=descriptor.apply,
-    compactable_blocks=descriptor.compactable_blocks,
-    config_from_deepmd=deepmd.config_from_deepmd,
-    params_from_deepmd=deepmd.params_from_deepmd,
-    to_deepmd=deepmd.to_deepmd,
-    config_from_input=deepmd.config_from_input,
-    input_section=deepmd.input_section,
-    config_from_dict=config_from_dict,
-    config_to_dict=config_to_dict,
-    statistics=descriptor.statistics,
-    change_type_map=descriptor.change_type_map,
-)
+FAMILY = DescriptorFamily.from_modules(
+    "dpa2", DescriptorConfig, descriptor, deepmd,
+    config_from_dict=config_from_dict, config_to_dict=config_to_dict,
+)  # fmt: skip
 
 __all__ = ["FAMILY", "DescriptorConfig", "RepformerConfig", "RepinitConfig"]

@@ -13,7 +13,7 @@ from typing import ClassVar
 from dpa2_jax.descriptor import type_embedding
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
-from dpa2_jax.options import dataclass_kwargs
+from dpa2_jax.options import check_type_pairs, dataclass_kwargs
 
 PRECISIONS = ("float64", "float32")
 
@@ -163,12 +163,7 @@ class DescriptorConfig:
             raise ConfigError(
                 "repinit.three_body_rcut/three_body_sel must not exceed repinit.rcut/nsel"
             )
-        for pair in self.exclude_types:
-            if len(pair) != 2 or not all(0 <= t < self.ntypes for t in pair):
-                raise ConfigError(
-                    f"descriptor.exclude_types entry {list(pair)}: expected a pair of type "
-                    f"indices in [0, {self.ntypes})"
-                )
+        check_type_pairs(self.exclude_types, self.ntypes, "descriptor.exclude_types")
 
     @property
     def rcut(self) -> float:

@@ -8,22 +8,9 @@ from dpa2_jax.descriptor.se_e2_a import deepmd, descriptor
 from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig, config_from_dict, config_to_dict
 from dpa2_jax.descriptor.se_e2_a.tabulate import compress
 
-FAMILY = DescriptorFamily(
-    name="se_e2_a",
-    config_class=SeE2AConfig,
-    init=descriptor.init,
-    apply=descriptor.apply,
-    compactable_blocks=descriptor.compactable_blocks,
-    config_from_deepmd=deepmd.config_from_deepmd,
-    params_from_deepmd=deepmd.params_from_deepmd,
-    to_deepmd=deepmd.to_deepmd,
-    config_from_input=deepmd.config_from_input,
-    input_section=deepmd.input_section,
-    config_from_dict=config_from_dict,
-    config_to_dict=config_to_dict,
-    statistics=descriptor.statistics,
-    compress=compress,
-    mixed_types=False,
-)
+FAMILY = DescriptorFamily.from_modules(
+    "se_e2_a", SeE2AConfig, descriptor, deepmd, compress=compress,
+    config_from_dict=config_from_dict, config_to_dict=config_to_dict, mixed_types=False,
+)  # fmt: skip
 
 __all__ = ["FAMILY", "SeE2AConfig"]

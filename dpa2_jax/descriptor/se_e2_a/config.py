@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
-from dpa2_jax.options import dataclass_kwargs
+from dpa2_jax.options import check_type_pairs, dataclass_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +53,7 @@ class SeE2AConfig:
         check_activation(self.activation_function)
         if self.precision not in ("float64", "float32"):
             raise ConfigError(f"se_e2_a: precision={self.precision!r}: use float64 or float32")
-        for pair in self.exclude_types:
-            if len(pair) != 2 or not all(0 <= t < self.ntypes for t in pair):
-                raise ConfigError(
-                    f"se_e2_a: exclude_types entry {list(pair)}: expected a pair of type "
-                    f"indices in [0, {self.ntypes})"
-                )
+        check_type_pairs(self.exclude_types, self.ntypes, "se_e2_a: exclude_types")
 
     @property
     def sel(self) -> int:
