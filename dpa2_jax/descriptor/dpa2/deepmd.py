@@ -231,89 +231,83 @@ def _g1_shape_transform(params: Params, cfg: DescriptorConfig) -> dict:
     return {"@class": "Identity", "@version": 1}
 
 
+def _block_dict(p: Params, ri: RepinitConfig, ntypes: int, rcut: float, rcut_smth: float,
+                prec: str) -> dict:  # fmt: skip
+    """A serialized DPA-1-style block (repinit or three-body): embeddings, env_mat, stats."""
+
+    def embeddings(layers):
+        net = embedding_net_dict(layers, ri.activation_function, ri.resnet_dt, prec)
+        return collection_dict(net, ntypes, "embedding_network")
+
+    v = {
+        "embeddings": embeddings(p["embedding"]),
+        "env_mat": env_mat_dict(rcut, rcut_smth),
+        "@variables": {"davg": np.asarray(p["davg"]), "dstd": np.asarray(p["dstd"])},
+    }
+    if "embedding_strip" in p:
+        v["embeddings_strip"] = embeddings(p["embedding_strip"])
+    return v
+
+
+def _type_embedding_dict(layers: list[Params], cfg: DescriptorConfig, type_map) -> dict:
+    """A serialized ``TypeEmbedNet`` (one linear layer, padding row)."""
+    return {
+        "@class": "TypeEmbedNet", "@version": 2, "ntypes": cfg.ntypes,
+        "neuron": [cfg.repinit.tebd_dim], "resnet_dt": False, "precision": cfg.precision,
+        "activation_function": "Linear", "trainable": True, "padding": True,
+        "use_econf_tebd": cfg.use_econf_tebd, "use_tebd_bias": cfg.use_tebd_bias,
+        "type_map": list(type_map),
+        "embedding": embedding_net_dict(layers, "Linear", False, cfg.precision),
+    }  # fmt: skip
+
+
+def _repformers_dict(p: Params, cfg: DescriptorConfig) -> dict:
+    """The serialized repformer stack: g2 embedding, layers, env_mat and statistics."""
+    rf, prec = cfg.repformer, cfg.precision
+    layers = [
+        _fill_smooth(
+            _repformer_layer_dict(q, rf, cfg.ntypes, k == rf.nlayers - 1, prec), cfg.smooth
+        )
+        for k, q in enumerate(p["layers"])
+    ]
+    return {
+        "g2_embd": linear_dict(p["g2_embd"], prec),
+        "repformer_layers": layers,
+        "env_mat": env_mat_dict(rf.rcut, rf.rcut_smth),
+        "@variables": {"davg": np.asarray(p["davg"]), "dstd": np.asarray(p["dstd"])},
+    }
+
+
 def to_deepmd(cfg: DescriptorConfig, params: Params, type_map) -> dict:
     """The serialized ``dpa2`` descriptor dict DeePMD-kit 3.2 deserializes."""
     prec, ri, rf = cfg.precision, cfg.repinit, cfg.repformer
-    ntypes = cfg.ntypes
     if cfg.use_econf_tebd and tuple(type_map) != cfg.type_map:
         raise ConfigError(
             f"type_map {list(type_map)} differs from {list(cfg.type_map)}, the one the "
             "descriptor's electron-configuration type embedding was built for"
         )
-
-    def block(p, rcut, rcut_smth):
-        v = {
-            "embeddings": collection_dict(
-                embedding_net_dict(p["embedding"], ri.activation_function, ri.resnet_dt, prec),
-                ntypes, "embedding_network",
-            ),
-            "env_mat": env_mat_dict(rcut, rcut_smth),
-            "@variables": {"davg": np.asarray(p["davg"]), "dstd": np.asarray(p["dstd"])},
-        }  # fmt: skip
-        if "embedding_strip" in p:
-            v["embeddings_strip"] = collection_dict(
-                embedding_net_dict(p["embedding_strip"], ri.activation_function, ri.resnet_dt, prec),
-                ntypes, "embedding_network",
-            )  # fmt: skip
-        return v
-
-    tebd_layers = params["type_embedding"]
-    tebd_net = embedding_net_dict(tebd_layers, "Linear", False, prec)
     d = {
-        "@class": "Descriptor",
-        "type": "dpa2",
-        "@version": 3,
-        "ntypes": ntypes,
-        "repinit_args": options_dict(ri),
-        "repformer_args": options_dict(rf),
-        "concat_output_tebd": cfg.concat_output_tebd,
-        "precision": prec,
-        "smooth": cfg.smooth,
+        "@class": "Descriptor", "type": "dpa2", "@version": 3, "ntypes": cfg.ntypes,
+        "repinit_args": options_dict(ri), "repformer_args": options_dict(rf),
+        "concat_output_tebd": cfg.concat_output_tebd, "precision": prec, "smooth": cfg.smooth,
         "exclude_types": [list(p) for p in cfg.exclude_types],
-        "env_protection": cfg.env_protection,
-        "trainable": True,
+        "env_protection": cfg.env_protection, "trainable": True,
         "add_tebd_to_repinit_out": cfg.add_tebd_to_repinit_out,
-        "use_econf_tebd": cfg.use_econf_tebd,
-        "use_tebd_bias": cfg.use_tebd_bias,
+        "use_econf_tebd": cfg.use_econf_tebd, "use_tebd_bias": cfg.use_tebd_bias,
         "type_map": list(type_map),
-        "type_embedding": {
-            "@class": "TypeEmbedNet",
-            "@version": 2,
-            "ntypes": ntypes,
-            "neuron": [ri.tebd_dim],
-            "resnet_dt": False,
-            "precision": prec,
-            "activation_function": "Linear",
-            "trainable": True,
-            "padding": True,
-            "use_econf_tebd": cfg.use_econf_tebd,
-            "use_tebd_bias": cfg.use_tebd_bias,
-            "type_map": list(type_map),
-            "embedding": tebd_net,
-        },  # fmt: skip
+        "type_embedding": _type_embedding_dict(params["type_embedding"], cfg, type_map),
         "g1_shape_tranform": _g1_shape_transform(params, cfg),
-        "repinit_variable": block(params["repinit"], ri.rcut, ri.rcut_smth),
-        "repformers_variable": {
-            "g2_embd": linear_dict(params["repformers"]["g2_embd"], prec),
-            "repformer_layers": [
-                _fill_smooth(
-                    _repformer_layer_dict(p, rf, ntypes, k == rf.nlayers - 1, prec), cfg.smooth
-                )
-                for k, p in enumerate(params["repformers"]["layers"])
-            ],
-            "env_mat": env_mat_dict(rf.rcut, rf.rcut_smth),
-            "@variables": {
-                "davg": np.asarray(params["repformers"]["davg"]),
-                "dstd": np.asarray(params["repformers"]["dstd"]),
-            },
-        },
-    }
+        "repinit_variable": _block_dict(params["repinit"], ri, cfg.ntypes, ri.rcut,
+                                        ri.rcut_smth, prec),
+        "repformers_variable": _repformers_dict(params["repformers"], cfg),
+    }  # fmt: skip
     if cfg.add_tebd_to_repinit_out:
         d["tebd_transform"] = linear_dict(params["tebd_transform"], prec)
     if ri.use_three_body:
-        d["repinit_three_body_variable"] = block(
-            params["three_body"], ri.three_body_rcut, ri.three_body_rcut_smth
-        )
+        d["repinit_three_body_variable"] = _block_dict(
+            params["three_body"], ri, cfg.ntypes, ri.three_body_rcut, ri.three_body_rcut_smth,
+            prec,
+        )  # fmt: skip
     return d
 
 
