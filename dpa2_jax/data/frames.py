@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dpa2_jax.data.system import check_cells
 from dpa2_jax.errors import DataError
 
 
@@ -73,8 +74,9 @@ def check_coords(coord, n_atom: int) -> np.ndarray:
     return coord
 
 
-def check_cells(cell, n_frame: int) -> np.ndarray | None:
-    """Cells as float64 [n_frame, 3, 3] (a single cell is broadcast), or None; non-singular."""
+def as_cells(cell, n_frame: int) -> np.ndarray | None:
+    """Cells as float64 [n_frame, 3, 3] (a single cell is broadcast), or None; finite and
+    non-singular (``system.check_cells``)."""
     if cell is None:
         return None
     cell = _as_float(cell, "cell")
@@ -87,8 +89,5 @@ def check_cells(cell, n_frame: int) -> np.ndarray | None:
     if not np.all(np.isfinite(cell)):
         frame = int(np.argwhere(~np.isfinite(cell))[0, 0])
         raise DataError(f"cell: NaN or inf in frame {frame}")
-    volume = np.abs(np.linalg.det(cell))
-    if np.any(volume < 1e-6):
-        frame = int(np.argmin(volume))
-        raise DataError(f"cell: frame {frame} has a singular cell (volume {volume[frame]:.3g} A^3)")
+    check_cells(cell, "cell")
     return cell

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
-from dpa2_jax.data.frames import atom_type_indices, check_cells, check_coords
+from dpa2_jax.data.frames import as_cells, atom_type_indices, check_coords
 from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.graph import BucketPadder, batch_graphs, frame_to_graph, node_mask
@@ -96,7 +96,7 @@ class Potential:
         head = self.config.resolve_head(head)
         types = atom_type_indices(atom_types, self.type_map)
         coord = check_coords(coord, len(types))
-        cells = check_cells(cell, coord.shape[0])
+        cells = as_cells(cell, coord.shape[0])
         desc = self.config.descriptor
         check_parameters(self.config.fitting(head), None, None, coord.shape[0], len(types))
         out = []
@@ -153,7 +153,7 @@ class Potential:
         head = self.config.resolve_head(head)
         types = atom_type_indices(atom_types, self.type_map)
         coord = check_coords(coord, len(types))
-        cells = check_cells(cell, coord.shape[0])
+        cells = as_cells(cell, coord.shape[0])
         desc = self.config.descriptor
         fparam, aparam = check_parameters(
             self.config.fitting(head), fparam, aparam, coord.shape[0], len(types)
