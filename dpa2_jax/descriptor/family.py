@@ -26,10 +26,9 @@ and its functions are pure. Required:
 Optional, with the default that applies when a family leaves them out:
 
     config_from_input(section, ntypes) / input_section(cfg)
-        the ``descriptor`` section of a DeePMD-kit input JSON (default: the config class's
-        fields by name, lists as tuples; unknown keys are errors naming the nearest field).
-    config_from_dict(d) / config_to_dict(cfg)
-        our own JSON form (``model.json``), without the family tag (default: as above).
+        the ``descriptor`` section of a DeePMD-kit input JSON, which ``model.json`` stores too
+        (default: the config class's fields by name, lists as tuples, ``type`` the family's
+        name; unknown keys are errors naming the nearest field).
     compactable_blocks(params, cfg) -> tuple[Block, ...]
         the inner blocks that may lay out fewer than their ``sel`` slots (default: none).
     statistics(cfg, frames) -> {block name: {leaf: array}}
@@ -103,8 +102,6 @@ class DescriptorFamily:
     apply: Callable[..., Any]
     config_from_input: Callable[[dict, int], Any] | None = None
     input_section: Callable[[Any], dict] | None = None
-    config_from_dict: Callable[[dict], Any] | None = None
-    config_to_dict: Callable[[Any], dict] = options_dict
     compactable_blocks: Callable[..., tuple[Block, ...]] = _no_blocks
     statistics: Callable[[Any, Sequence], dict[str, dict]] | None = None
     change_type_map: Callable[..., Any] | None = None
@@ -115,11 +112,10 @@ class DescriptorFamily:
     mixed_types: bool = True
 
     def __post_init__(self):
-        def from_options(d: dict, ntypes: int | None = None):
-            d = {k: v for k, v in d.items() if k != "type"}
-            if ntypes is not None:
-                d.setdefault("ntypes", ntypes)
-            return self.config_class(**dataclass_kwargs(self.config_class, d, self.name))
+        def from_options(d: dict, ntypes: int):
+            d = {k: v for k, v in d.items() if k not in ("type", "ntypes")}
+            kwargs = dataclass_kwargs(self.config_class, d, self.name)
+            return self.config_class(ntypes=ntypes, **kwargs)
 
         def to_section(cfg) -> dict:
             section = {"type": self.name, **options_dict(cfg)}
@@ -130,8 +126,6 @@ class DescriptorFamily:
             object.__setattr__(self, "input_section", to_section)
         if self.config_from_input is None:
             object.__setattr__(self, "config_from_input", from_options)
-        if self.config_from_dict is None:
-            object.__setattr__(self, "config_from_dict", from_options)
 
     @classmethod
     def from_modules(cls, name: str, config_class: type, *modules, **fields) -> DescriptorFamily:

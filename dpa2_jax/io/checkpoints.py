@@ -1,6 +1,6 @@
 """The project's own model directory: ``model.json`` (config) + ``params/`` (Orbax).
 
-    DIR/model.json   {"format": "dpa2_jax-model", "version": 2, "config": {...},
+    DIR/model.json   {"format": "dpa2_jax-model", "version": 3, "config": {...},
                       "params_tree": {...}, "metadata": {...}}
     DIR/params/      Orbax PyTree checkpoint of the parameter tree
 
@@ -34,7 +34,7 @@ from dpa2_jax.model.config import ModelConfig, config_from_dict, config_to_dict
 from dpa2_jax.typing import Params
 
 FORMAT = "dpa2_jax-model"
-VERSION = 2  # 2 added "params_tree"; 1 is still read
+VERSION = 3  # 3: the descriptor as DeePMD's input section; 2 added "params_tree"; 1, 2 read
 MODEL_FILES = ("model.json", "params")  # everything a model directory may hold
 _LEAF = re.compile(r"^(\w+)\[([0-9,]*)\]$")  # "float64[6,12]"
 
@@ -217,7 +217,7 @@ def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
     meta = _read_model_json(path)
     meta_file = os.path.join(path, "model.json")
     try:
-        cfg = config_from_dict(meta["config"])
+        cfg = config_from_dict(_current_config(meta["config"], meta.get("version", 0)))
     except KeyError as err:
         raise CheckpointError(f"{meta_file}: no 'config' entry") from err
     except ConfigError as err:
@@ -239,6 +239,17 @@ def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
         raise CheckpointError(f"{params_dir}: does not match params_tree in {meta_file}: "
                               f"{err}") from err  # fmt: skip
     return cfg, params, meta.get("metadata", {})
+
+
+def _current_config(config: dict, version: int) -> dict:
+    """A config of an older format version in the current form: before version 3 the
+    descriptor was its dataclass fields (a family's input section reads them, but for the type
+    tag, which defaulted to dpa2, and version 1's runtime ``node_chunk``)."""
+    if version >= 3:
+        return config
+    descriptor = {"type": "dpa2", **config["descriptor"]}
+    descriptor.pop("node_chunk", None)
+    return {**config, "descriptor": descriptor}
 
 
 def _version1_tree(params: dict) -> Params:

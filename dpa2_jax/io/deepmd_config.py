@@ -13,7 +13,7 @@ from typing import Any
 from dpa2_jax.descriptor import family, family_of
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
-from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig
+from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig, descriptor_config
 from dpa2_jax.options import dataclass_kwargs
 
 # fitting_net options DeePMD accepts that change nothing numerically here.
@@ -40,17 +40,14 @@ def model_config(model: dict[str, Any], head: str = DEFAULT_HEAD) -> ModelConfig
         )
     if fitting.get("use_aparam_as_mask"):
         raise ConfigError("fitting_net option use_aparam_as_mask=True is not supported")
-    desc_family = family(desc.get("type"))
-    if desc.get("use_econf_tebd"):  # DeePMD-kit hands the descriptor the model's type map
-        desc["type_map"] = list(type_map)
-    descriptor = desc_family.config_from_input(desc, len(type_map))
+    descriptor = descriptor_config(desc, type_map)
     fit = dataclass_kwargs(
         FittingConfig,
         {k: v for k, v in fitting.items() if k not in _FITTING_IGNORED},
         "fitting_net",
     )
     fit.setdefault("precision", descriptor.precision)
-    fit["mixed_types"] = desc_family.mixed_types  # DeePMD sets it from the descriptor
+    fit["mixed_types"] = family(desc.get("type")).mixed_types  # DeePMD sets it from the descriptor
     if model.get("atom_exclude_types"):  # DeePMD's DPAtomicModel hands them to the fitting
         fit["exclude_types"] = tuple(model["atom_exclude_types"])
     return ModelConfig(

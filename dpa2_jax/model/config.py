@@ -76,14 +76,21 @@ class ModelConfig:
         return dict(self.heads)[self.resolve_head(head)]
 
 
+def descriptor_config(section: dict, type_map) -> Any:
+    """A descriptor config from DeePMD's ``descriptor`` input section (the family's
+    ``config_from_input``), for a model of element symbols ``type_map``."""
+    section = dict(section)
+    if section.get("use_econf_tebd"):  # DeePMD-kit hands the descriptor the model's type map
+        section["type_map"] = list(type_map)
+    return family(section.get("type")).config_from_input(section, len(type_map))
+
+
 def config_to_dict(cfg: ModelConfig) -> dict:
-    """A JSON-ready dict of ``cfg``; the descriptor carries its family as ``type``."""
+    """A JSON-ready dict of ``cfg`` (``model.json``); the descriptor as DeePMD-kit's input
+    section (its family's ``input_section``), so a family has one codec for its options."""
     return {
         "type_map": list(cfg.type_map),
-        "descriptor": {
-            "type": cfg.descriptor.family,
-            **family_of(cfg.descriptor).config_to_dict(cfg.descriptor),
-        },
+        "descriptor": family_of(cfg.descriptor).input_section(cfg.descriptor),
         "heads": [[name, dataclasses.asdict(fit)] for name, fit in cfg.heads],
         "atom_exclude_types": list(cfg.atom_exclude_types),
         **({"pair_exclude_types": [list(p) for p in cfg.pair_exclude_types]}
@@ -94,15 +101,14 @@ def config_to_dict(cfg: ModelConfig) -> dict:
 def config_from_dict(d: dict) -> ModelConfig:
     """Inverse of ``config_to_dict``; unknown keys raise ConfigError naming them."""
     try:
-        desc = dict(d["descriptor"])
-        descriptor = family(desc.pop("type", "dpa2")).config_from_dict(desc)
+        type_map = tuple(d["type_map"])
         heads = tuple(
             (name, FittingConfig(**dataclass_kwargs(FittingConfig, fit, f"head {name}")))
             for name, fit in d["heads"]
         )
         return ModelConfig(
-            type_map=tuple(d["type_map"]),
-            descriptor=descriptor,
+            type_map=type_map,
+            descriptor=descriptor_config(d["descriptor"], type_map),
             heads=heads,
             atom_exclude_types=tuple(d.get("atom_exclude_types", ())),
             pair_exclude_types=tuple(tuple(p) for p in d.get("pair_exclude_types", ())),

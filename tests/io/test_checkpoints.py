@@ -65,17 +65,33 @@ def test_digit_head_names_round_trip(digit_heads, tmp_path):
     assert isinstance(layers, list) and layers[1]["g2_residual"] == []
 
 
+def _old_config(cfg) -> dict:
+    """model.json's config before format version 3: the descriptor as its dataclass fields,
+    without a type tag (version 1 also carried the runtime ``node_chunk``)."""
+    descriptor = {**dataclasses.asdict(cfg.descriptor), "node_chunk": 1024}
+    return {**config_to_dict(cfg), "descriptor": json.loads(json.dumps(descriptor))}
+
+
 def test_version1_directory_still_loads(digit_heads, tmp_path):
     cfg, params = digit_heads
     path = tmp_path / "v1"
     path.mkdir()
     with ocp.PyTreeCheckpointer() as ckpt:
         ckpt.save(path / "params", jax.tree.map(np.asarray, params))
-    v1 = {"format": "dpa2_jax-model", "version": 1, "config": config_to_dict(cfg), "metadata": {}}
+    v1 = {"format": "dpa2_jax-model", "version": 1, "config": _old_config(cfg), "metadata": {}}
     (path / "model.json").write_text(json.dumps(v1))
     cfg2, params2, _ = load_model(path)
     assert cfg2 == cfg
     assert_same_params(params2, params)
+
+
+def test_version2_config_still_loads(digit_heads, model_dir):
+    cfg, _ = digit_heads
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["version"] == 3 and meta["config"]["descriptor"]["type"] == "dpa2"
+    meta["version"], meta["config"] = 2, _old_config(cfg)
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    assert load_model(model_dir)[0] == cfg
 
 
 def test_tree_description_and_errors(tmp_path, model_dir):

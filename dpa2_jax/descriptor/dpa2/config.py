@@ -13,7 +13,7 @@ from typing import ClassVar
 from dpa2_jax.descriptor import type_embedding
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
-from dpa2_jax.options import check_type_pairs, dataclass_kwargs
+from dpa2_jax.options import check_type_pairs
 
 PRECISIONS = ("float64", "float32")
 
@@ -191,29 +191,6 @@ class DescriptorConfig:
         return frozenset((a, b) for a, b in self.exclude_types) | frozenset(
             (b, a) for a, b in self.exclude_types
         )
-
-
-def config_to_dict(cfg: DescriptorConfig) -> dict:
-    """A JSON-ready dict of ``cfg`` (nested blocks become dicts)."""
-    return dataclasses.asdict(cfg)
-
-
-def config_from_dict(d: dict) -> DescriptorConfig:
-    """Inverse of ``config_to_dict``; unknown options raise a ConfigError naming them."""
-    d = dict(d)
-    d.pop("node_chunk", None)  # a runtime knob that model.json files of version 1 carried
-    try:
-        repinit = RepinitConfig(**dataclass_kwargs(RepinitConfig, d.pop("repinit"), "repinit"))
-        repformer = RepformerConfig(
-            **dataclass_kwargs(RepformerConfig, d.pop("repformer"), "repformer")
-        )
-    except KeyError as err:
-        raise ConfigError(f"descriptor config is missing {err}") from err
-    kwargs = dataclass_kwargs(DescriptorConfig, d, "descriptor")
-    kwargs["exclude_types"] = tuple(tuple(p) for p in kwargs.get("exclude_types", ()))
-    if kwargs.get("type_map") is not None:
-        kwargs["type_map"] = tuple(kwargs["type_map"])
-    return DescriptorConfig(repinit=repinit, repformer=repformer, **kwargs)
 
 
 def _check_cutoff(block: str, rcut: float, rcut_smth: float, nsel: int) -> None:

@@ -5,12 +5,11 @@ for distillation. ``descriptor.py`` holds the formula; ``tabulate.py`` its compr
 
 from dpa2_jax.descriptor.family import DescriptorFamily
 from dpa2_jax.descriptor.se_e2_a import deepmd, descriptor
-from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig, config_from_dict, config_to_dict
+from dpa2_jax.descriptor.se_e2_a.config import SeE2AConfig
 from dpa2_jax.descriptor.se_e2_a.tabulate import compress
 
 FAMILY = DescriptorFamily.from_modules(
-    "se_e2_a", SeE2AConfig, descriptor, deepmd, compress=compress,
-    config_from_dict=config_from_dict, config_to_dict=config_to_dict, mixed_types=False,
-)  # fmt: skip
+    "se_e2_a", SeE2AConfig, descriptor, deepmd, compress=compress, mixed_types=False
+)
 
 __all__ = ["FAMILY", "SeE2AConfig"]

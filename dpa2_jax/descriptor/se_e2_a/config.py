@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.nn.mlp import check_activation
-from dpa2_jax.options import check_type_pairs, dataclass_kwargs
+from dpa2_jax.options import check_type_pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,25 +76,3 @@ class SeE2AConfig:
         return frozenset((a, b) for a, b in self.exclude_types) | frozenset(
             (b, a) for a, b in self.exclude_types
         )
-
-
-def config_to_dict(cfg: SeE2AConfig) -> dict:
-    """A JSON-ready dict of ``cfg`` (``type_sel`` written as ``sel``)."""
-    d = dataclasses.asdict(cfg)
-    d["sel"] = list(d.pop("type_sel"))
-    d["neuron"] = list(d["neuron"])
-    d["exclude_types"] = [list(p) for p in d["exclude_types"]]
-    return d
-
-
-def config_from_dict(d: dict) -> SeE2AConfig:
-    """Inverse of ``config_to_dict``; unknown options raise a ConfigError naming them."""
-    d = dict(d)
-    if "sel" in d:
-        d["type_sel"] = d.pop("sel")
-    kwargs = dataclass_kwargs(SeE2AConfig, d, "se_e2_a descriptor")
-    kwargs["exclude_types"] = tuple(tuple(p) for p in kwargs.get("exclude_types", ()))
-    try:
-        return SeE2AConfig(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"se_e2_a descriptor config: {err}") from err
