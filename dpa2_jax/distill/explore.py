@@ -24,6 +24,7 @@ import numpy as np
 from dpa2_jax.data.npy_system import write_npy_system
 from dpa2_jax.data.system import System
 from dpa2_jax.distill.config import CommitteeConfig, ExploreConfig, PerturbConfig
+from dpa2_jax.md.output import read_structure
 from dpa2_jax.model import deviation
 
 logger = logging.getLogger(__name__)
@@ -139,8 +140,6 @@ def explore(
 ) -> list[dict]:  # fmt: skip
     """Runs every (structure, temperature) whose folder under ``outdir`` is missing; returns
     one summary per run (name, folder, frames sampled and kept, skipped)."""
-    from dpa2_jax.md.output import read_structure
-
     os.makedirs(outdir, exist_ok=True)
     warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
     summary = []
