@@ -267,7 +267,7 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     loss = EnergyLossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000, limit_pref_f=1)
     state = create_state(params, optimizer)
     layout = training_layout(cfg, state.params, [data])  # as dpa2-jax train lays slots out
-    step = jax.jit(make_train_step(cfg, None, loss, optimizer, schedule, 1e-3, layout))
+    step = jax.jit(make_train_step(cfg, None, loss, optimizer, schedule, layout))
     rng = np.random.default_rng(0)
     batches = [data.sample(rng)[1] for _ in range(repeats + 1)]
     start = time.perf_counter()
@@ -315,7 +315,7 @@ def parallel_train_step(model: str, precision: str, n_devices: int, repeats: int
     loss = EnergyLossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000, limit_pref_f=1)
     layout = training_layout(cfg, params, [data])
     mesh = parallel.make_mesh()
-    step = parallel.make_parallel_train_step(mesh, cfg, None, loss, optimizer, schedule, 1e-3,
+    step = parallel.make_parallel_train_step(mesh, cfg, None, loss, optimizer, schedule,
                                              layout)  # fmt: skip
     state = parallel.replicate(mesh, create_state(params, optimizer))
     rng = np.random.default_rng(0)

@@ -28,6 +28,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ml_collections.config_flags import config_path
+
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.io.deepmd_config import model_config
 from dpa2_jax.model.config import ModelConfig
@@ -197,35 +199,43 @@ def _multi_task(model: dict, d: dict, training: dict, base_dir: str):
                           "and model_dict")  # fmt: skip
     if not isinstance(tasks_in, dict) or not tasks_in:
         raise ConfigError("model.model_dict: give at least one task")
-    names = list(tasks_in)
+    fittings, type_map = _task_models(tasks_in, shared)
+    cfg = _merged_model(fittings, type_map)
+    return cfg, _multi_task_data(d, training, list(tasks_in), base_dir)
 
-    def resolve(value, what: str, task: str):
-        if isinstance(value, str):
-            key = value.split(":")[0]  # "name:level": DeePMD's shared level; 0 is all we share
-            if key not in shared:
-                raise ConfigError(f"model.model_dict.{task}.{what}: {value!r} is not a key of "
-                                  f"shared_dict {sorted(shared)}")  # fmt: skip
-            if ":" in value and value.split(":")[1] not in ("", "0"):
-                raise ConfigError(f"model.model_dict.{task}.{what}: {value!r}: only shared "
-                                  "level 0 (share everything) is supported")  # fmt: skip
-            return shared[key]
+
+def _shared(shared: dict, value, what: str, task: str):
+    """``value``, or the shared_dict part it names ("KEY" or "KEY:LEVEL", level 0 only)."""
+    if not isinstance(value, str):
         return value
+    key = value.split(":")[0]  # "name:level": DeePMD's shared level; 0 is all we share
+    if key not in shared:
+        raise ConfigError(f"model.model_dict.{task}.{what}: {value!r} is not a key of "
+                          f"shared_dict {sorted(shared)}")  # fmt: skip
+    if ":" in value and value.split(":")[1] not in ("", "0"):
+        raise ConfigError(f"model.model_dict.{task}.{what}: {value!r}: only shared "
+                          "level 0 (share everything) is supported")  # fmt: skip
+    return shared[key]
 
+
+def _task_models(tasks_in: dict, shared: dict) -> tuple[dict[str, dict], list[str]]:
+    """Each task's model section with the shared descriptor filled in (type map left out), and
+    the merged type map (element symbols in order of first appearance)."""
     type_map: list[str] = []
     descriptors, fittings = [], {}
-    for name in names:
-        sub = dict(tasks_in[name])
+    for name, sub in tasks_in.items():
+        sub = dict(sub)
         sub.pop("data_stat_nbatch", None)
         sub.pop("data_stat_protect", None)
         if isinstance(sub.get("fitting_net"), str):
             raise ConfigError(f"model.model_dict.{name}.fitting_net: {sub['fitting_net']!r}: "
                               "fitting nets shared between tasks are not supported yet; give "
                               "each task its own fitting_net")  # fmt: skip
-        tm = resolve(sub.get("type_map"), "type_map", name)
+        tm = _shared(shared, sub.get("type_map"), "type_map", name)
         if not tm:
             raise ConfigError(f"model.model_dict.{name}.type_map: missing")
         type_map += [e for e in tm if e not in type_map]
-        desc = resolve(sub.get("descriptor"), "descriptor", name)
+        desc = _shared(shared, sub.get("descriptor"), "descriptor", name)
         if not isinstance(sub.get("descriptor"), str):
             raise ConfigError(f"model.model_dict.{name}.descriptor: name the shared descriptor "
                               "(a key of shared_dict); every task shares one")  # fmt: skip
@@ -234,12 +244,16 @@ def _multi_task(model: dict, d: dict, training: dict, base_dir: str):
     if len(set(descriptors)) > 1:
         raise ConfigError(f"model.model_dict: the tasks name different descriptors "
                           f"{sorted(set(descriptors))}; every task shares one")  # fmt: skip
+    return fittings, type_map
+
+
+def _merged_model(fittings: dict[str, dict], type_map: list[str]) -> ModelConfig:
+    """One ModelConfig on the merged type map with a head per task."""
     heads = []
     cfg = None
-    for name in names:
-        sub = {**fittings[name], "type_map": type_map}
+    for name, sub in fittings.items():
         try:
-            one = model_config(sub, head=name)
+            one = model_config({**sub, "type_map": type_map}, head=name)
         except ConfigError as err:
             raise ConfigError(f"model.model_dict.{name}: {err}") from err
         if cfg is not None and (one.atom_exclude_types, one.pair_exclude_types) != (
@@ -250,8 +264,11 @@ def _multi_task(model: dict, d: dict, training: dict, base_dir: str):
                               "tasks")  # fmt: skip
         cfg = cfg or one
         heads += list(one.heads)
-    cfg = dataclasses.replace(cfg, heads=tuple(heads))
+    return dataclasses.replace(cfg, heads=tuple(heads))
 
+
+def _multi_task_data(d: dict, training: dict, names: list[str], base_dir: str):
+    """The tasks (loss, data, probability) of loss_dict, training.data_dict and model_prob."""
     losses = d.get("loss_dict", {})
     data_dict = training.get("data_dict")
     if not isinstance(data_dict, dict):
@@ -272,8 +289,7 @@ def _multi_task(model: dict, d: dict, training: dict, base_dir: str):
         for n in names
     ]
     probs = task_probabilities(training.get("model_prob"), tasks)
-    tasks = tuple(dataclasses.replace(t, prob=p) for t, p in zip(tasks, probs))
-    return cfg, tasks
+    return tuple(dataclasses.replace(t, prob=p) for t, p in zip(tasks, probs))
 
 
 def task_probabilities(given: dict | None, tasks) -> list[float]:
@@ -357,7 +373,10 @@ def config_overrides(command: str, extra: list[str]) -> list[str]:
 
 
 def _override(d: dict, item: str) -> None:
-    """Applies ``a.b.c=value`` (value parsed as JSON, else kept as a string) to ``d``."""
+    """Applies ``PATH=VALUE`` to ``d``: PATH as ml_collections reads a config path (``a.b.c``,
+    ``a.b["c-d"]``, ``a.b[0]``), VALUE parsed as JSON, else kept as a string. A missing last
+    key is added (``run_config`` names unknown keys, with a suggestion); a missing section is
+    an error here."""
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected --config.KEY.PATH=VALUE")
     key, text = item.split("=", 1)
@@ -365,11 +384,15 @@ def _override(d: dict, item: str) -> None:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
-    *parents, last = key.split(".")
-    node = d
-    for k, part in enumerate(parents):
-        if not isinstance(node.get(part), dict):
-            where = ".".join(parents[: k + 1])
-            raise ConfigError(f"override {item!r}: no section {where!r} in the config")
-        node = node[part]
-    node[last] = value  # unknown keys are caught by run_config, with a suggestion
+    try:
+        parts = config_path.split(key)
+        config_path.set_value(key, d, value, accept_new_attributes=True)
+    except ValueError as err:
+        raise ConfigError(f"override {item!r}: {key!r} is not a config path (a.b.c, "
+                          'a.b["c-d"], a.b[0])') from err  # fmt: skip
+    except (KeyError, IndexError, TypeError) as err:
+        missing = err.args[0] if err.args else None
+        if missing in parts[:-1]:
+            where = ".".join(str(p) for p in parts[: parts.index(missing) + 1])
+            raise ConfigError(f"override {item!r}: no section {where!r} in the config") from err
+        raise ConfigError(f"override {item!r}: {missing}") from err

@@ -66,27 +66,28 @@ class EnergyLossConfig:
     type: str = "ener"
     start_pref_e: float = 0.02
     limit_pref_e: float = 1.0
+    enable_atom_ener_coeff: bool = False
+    intensive_ener_virial: bool = False
     start_pref_f: float = 1000.0
     limit_pref_f: float = 1.0
+    relative_f: float | None = None
+    f_use_norm: bool = False
     start_pref_v: float = 0.0
     limit_pref_v: float = 0.0
-    start_pref_h: float = 0.0
-    limit_pref_h: float = 0.0
-    start_pref_ae: float = 0.0
+    start_pref_ae: float = 0.0  # atomic energies
     limit_pref_ae: float = 0.0
-    start_pref_pf: float = 0.0
+    start_pref_pf: float = 0.0  # forces weighted per atom
     limit_pref_pf: float = 0.0
     use_default_pf: bool = False
-    relative_f: float | None = None
-    enable_atom_ener_coeff: bool = False
+    loss_func: str = "mse"
+    use_huber: bool = False
+    huber_delta: float | tuple[float, float, float] = 0.01
+    # not supported yet: must stay 0
     start_pref_gf: float = 0.0
     limit_pref_gf: float = 0.0
     numb_generalized_coord: int = 0
-    use_huber: bool = False
-    loss_func: str = "mse"
-    f_use_norm: bool = False
-    huber_delta: float | tuple[float, float, float] = 0.01
-    intensive_ener_virial: bool = False
+    start_pref_h: float = 0.0
+    limit_pref_h: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.huber_delta, (list, tuple)):
@@ -151,7 +152,8 @@ def energy_loss(
             [n_node, 3] eV/A, virial [n_graph, 3, 3] eV, atom_energy [n_node] eV.
         graph: padded batch with labels and `has_*` flags (graph.py and the module docstring).
         lr: learning rate of this step (scalar).
-        start_lr: the schedule's start_lr (scalar).
+        start_lr: the prefactors' reference rate: DeePMD-kit's `learning_rate.start_lr`, not the
+            rate of step 0 (which warmup lowers, to 0 by default).
 
     Returns:
         (loss, metrics): the scalar loss and a dict of scalars: "loss", "rmse" = sqrt(loss), and
@@ -161,90 +163,148 @@ def energy_loss(
     Raises:
         DataError: (when traced) a term needs a label field the graph does not have.
     """
-    dtype = predictions["energy"].dtype
-    n_graph = graph.n_node.shape[0]
-    n_node = graph.nodes["forces"].shape[0]
-    real_graph = graph_mask(graph)  # [n_graph]
-    real_node = node_mask(graph)  # [n_node]
-    node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node)
-    natoms = graph.n_node.astype(dtype)
-    inv_natoms = jnp.where(natoms > 0, 1.0 / jnp.where(natoms > 0, natoms, 1.0), 0.0)
-    norm_exp = 2 if cfg.intensive_ener_virial else 1
-    kind = "mae" if cfg.loss_func == "mae" else ("huber" if cfg.use_huber else "mse")
-    metric = "mae" if kind == "mae" else "rmse"
-    delta_e, delta_f, delta_v = cfg.deltas()
-
-    def frame_flag(name: str) -> Array:  # [n_graph] 1.0 for real frames having the label
-        flag = graph.globals.get(name, jnp.ones((n_graph,), dtype))
-        return jnp.where(real_graph, flag.astype(dtype), 0.0)
-
-    loss = jnp.zeros((), dtype)
-    metrics = {}
-
-    def add(term: str, value: Array, display: Array, present: Array) -> None:
-        nonlocal loss
+    b = _Batch.of(cfg, graph, predictions["energy"].dtype)
+    terms = {}  # term -> (value entering the loss, displayed metric, whether any frame has it)
+    if cfg.has("e"):
+        terms["e"] = _energy_term(cfg, predictions, b)
+    if cfg.has("f") or cfg.has("pf"):
+        r_f, has_f = _force_residual(cfg, predictions, b)
+    if cfg.has("f"):
+        terms["f"] = _force_term(cfg, r_f, has_f, b)
+    if cfg.has("v"):
+        terms["v"] = _virial_term(predictions, b)
+    if cfg.has("ae"):
+        terms["ae"] = _atom_energy_term(predictions, b)
+    if cfg.has("pf"):
+        terms["pf"] = _pref_force_term(cfg, r_f, has_f, b)
+    loss = jnp.zeros((), b.dtype)
+    metrics, metric = {}, "mae" if b.kind == "mae" else "rmse"
+    for term, (value, display, present) in terms.items():
         start, limit = getattr(cfg, f"start_pref_{term}"), getattr(cfg, f"limit_pref_{term}")
         loss = loss + prefactor(start, limit, lr, start_lr) * value
         metrics[f"{metric}_{term}"] = jnp.where(present, display, jnp.nan)
-
-    if cfg.has("e"):
-        has = frame_flag("has_energy")
-        energy = predictions["energy"]
-        if cfg.enable_atom_ener_coeff:
-            coeff = graph.nodes.get("atom_ener_coeff", jnp.ones((n_node,), dtype))
-            weighted = jnp.where(real_node, coeff * predictions["atom_energy"], 0.0)
-            energy = jax.ops.segment_sum(weighted, node_graph, num_segments=n_graph)
-        r = jnp.where(has > 0, graph.globals["energy"] - energy, 0.0)  # [n_graph]
-        value = _frame_mean(_extensive_penalty(r, inv_natoms, kind, norm_exp, delta_e), has)
-        display = value if kind == "mae" else jnp.sqrt(_frame_mean(jnp.square(r * inv_natoms), has))
-        add("e", value, display, jnp.sum(has) > 0)
-
-    if cfg.has("f") or cfg.has("pf"):
-        has_f = frame_flag("has_forces")[node_graph]  # [n_node]
-        r_f = jnp.where((has_f > 0)[:, None], graph.nodes["forces"] - predictions["forces"], 0.0)
-        if cfg.relative_f is not None:
-            scale = jnp.linalg.norm(graph.nodes["forces"], axis=-1) + cfg.relative_f  # [n_node]
-            r_f = r_f / jnp.where(has_f > 0, scale, 1.0)[:, None]
-    if cfg.has("f"):
-        if cfg.f_use_norm:
-            value = _atom_mean(_penalty(_safe_norm(r_f)[:, None], kind, delta_f), has_f)
-        else:
-            value = _atom_mean(_penalty(r_f, kind, delta_f), has_f)
-        display = value if kind == "mae" else jnp.sqrt(_atom_mean(jnp.square(r_f), has_f))
-        add("f", value, display, jnp.sum(has_f) > 0)
-
-    if cfg.has("v"):
-        has = frame_flag("has_virial")
-        r = (graph.globals["virial"] - predictions["virial"]).reshape(n_graph, 9)
-        r = jnp.where((has > 0)[:, None], r, 0.0)
-        value = _frame_mean(
-            jnp.mean(_extensive_penalty(r, inv_natoms[:, None], kind, norm_exp, delta_v), -1), has
-        )
-        squares = jnp.mean(jnp.square(r), -1) * inv_natoms**2  # [n_graph]
-        display = value if kind == "mae" else jnp.sqrt(_frame_mean(squares, has))
-        add("v", value, display, jnp.sum(has) > 0)
-
-    if cfg.has("ae"):
-        has = frame_flag("has_atom_energy")[node_graph]
-        r = jnp.where(has > 0, _node_label(graph, "atom_energy") - predictions["atom_energy"], 0)
-        value = _atom_mean(_penalty(r[:, None], kind, delta_e), has)
-        display = value if kind == "mae" else jnp.sqrt(_atom_mean(jnp.square(r[:, None]), has))
-        add("ae", value, display, jnp.sum(has) > 0)
-
-    if cfg.has("pf"):
-        if cfg.use_default_pf:
-            weight = graph.nodes.get("atom_pref", jnp.ones((n_node,), dtype))
-            has = has_f
-        else:
-            weight = _node_label(graph, "atom_pref")
-            has = has_f * frame_flag("has_atom_pref")[node_graph]
-        value = _atom_mean(_penalty(r_f, kind, delta_f) * weight[:, None], has)
-        display = value if kind == "mae" else jnp.sqrt(value)
-        add("pf", value, display, jnp.sum(has) > 0)
-
     metrics["loss"] = loss
     metrics["rmse"] = jnp.sqrt(loss)
     return loss, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """What every term reads of a padded batch (at trace time).
+
+    graph; dtype; kind: "mse", "mae" or "huber"; norm_exp: 1 + n of the module docstring;
+    deltas: Huber deltas (energy, force, virial); node_graph [n_node]: each node's graph;
+    inv_natoms [n_graph]: 1 / N_g, 0 for padding graphs; real_graph [n_graph], real_node
+    [n_node]: padding masks.
+    """
+
+    graph: jraph.GraphsTuple
+    dtype: jnp.dtype
+    kind: str
+    norm_exp: int
+    deltas: tuple[float, float, float]
+    node_graph: Array
+    inv_natoms: Array
+    real_graph: Array
+    real_node: Array
+
+    @classmethod
+    def of(cls, cfg: EnergyLossConfig, graph: jraph.GraphsTuple, dtype) -> _Batch:
+        n_graph, n_node = graph.n_node.shape[0], graph.nodes["forces"].shape[0]
+        natoms = graph.n_node.astype(dtype)
+        return cls(
+            graph=graph, dtype=dtype,
+            kind="mae" if cfg.loss_func == "mae" else ("huber" if cfg.use_huber else "mse"),
+            norm_exp=2 if cfg.intensive_ener_virial else 1, deltas=cfg.deltas(),
+            node_graph=jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node),
+            inv_natoms=jnp.where(natoms > 0, 1.0 / jnp.where(natoms > 0, natoms, 1.0), 0.0),
+            real_graph=graph_mask(graph), real_node=node_mask(graph),
+        )  # fmt: skip
+
+    @property
+    def n_graph(self) -> int:
+        return self.graph.n_node.shape[0]
+
+    @property
+    def n_node(self) -> int:
+        return self.graph.nodes["forces"].shape[0]
+
+    def flag(self, name: str) -> Array:
+        """[n_graph] 1.0 for real frames having the label ``has_NAME`` (default: all)."""
+        flag = self.graph.globals.get(name, jnp.ones((self.n_graph,), self.dtype))
+        return jnp.where(self.real_graph, flag.astype(self.dtype), 0.0)
+
+
+def _energy_term(cfg: EnergyLossConfig, predictions: dict, b: _Batch):
+    """L_e, rmse_e (or mae_e) and presence; E = sum_i c_i E_i with enable_atom_ener_coeff."""
+    has = b.flag("has_energy")
+    energy = predictions["energy"]
+    if cfg.enable_atom_ener_coeff:
+        coeff = b.graph.nodes.get("atom_ener_coeff", jnp.ones((b.n_node,), b.dtype))
+        weighted = jnp.where(b.real_node, coeff * predictions["atom_energy"], 0.0)
+        energy = jax.ops.segment_sum(weighted, b.node_graph, num_segments=b.n_graph)
+    r = jnp.where(has > 0, b.graph.globals["energy"] - energy, 0.0)  # [n_graph]
+    value = _frame_mean(_extensive_penalty(r, b.inv_natoms, b.kind, b.norm_exp, b.deltas[0]), has)
+    squares = jnp.square(r * b.inv_natoms)  # [n_graph]
+    display = value if b.kind == "mae" else jnp.sqrt(_frame_mean(squares, has))
+    return value, display, jnp.sum(has) > 0
+
+
+def _force_residual(cfg: EnergyLossConfig, predictions: dict, b: _Batch):
+    """(r_f [n_node, 3], has_f [n_node]): force residuals (relative with relative_f), zero on
+    atoms of frames without forces, and the per-atom flag."""
+    has_f = b.flag("has_forces")[b.node_graph]  # [n_node]
+    labels = b.graph.nodes["forces"]
+    r_f = jnp.where((has_f > 0)[:, None], labels - predictions["forces"], 0.0)
+    if cfg.relative_f is not None:
+        scale = jnp.linalg.norm(labels, axis=-1) + cfg.relative_f  # [n_node]
+        r_f = r_f / jnp.where(has_f > 0, scale, 1.0)[:, None]
+    return r_f, has_f
+
+
+def _force_term(cfg: EnergyLossConfig, r_f: Array, has_f: Array, b: _Batch):
+    """L_f (on |r_f| per atom with f_use_norm), rmse_f (or mae_f) and presence."""
+    if cfg.f_use_norm:
+        value = _atom_mean(_penalty(_safe_norm(r_f)[:, None], b.kind, b.deltas[1]), has_f)
+    else:
+        value = _atom_mean(_penalty(r_f, b.kind, b.deltas[1]), has_f)
+    display = value if b.kind == "mae" else jnp.sqrt(_atom_mean(jnp.square(r_f), has_f))
+    return value, display, jnp.sum(has_f) > 0
+
+
+def _virial_term(predictions: dict, b: _Batch):
+    """L_v, rmse_v (or mae_v; per atom) and presence."""
+    has = b.flag("has_virial")
+    r = (b.graph.globals["virial"] - predictions["virial"]).reshape(b.n_graph, 9)
+    r = jnp.where((has > 0)[:, None], r, 0.0)
+    penalty = _extensive_penalty(r, b.inv_natoms[:, None], b.kind, b.norm_exp, b.deltas[2])
+    value = _frame_mean(jnp.mean(penalty, -1), has)
+    squares = jnp.mean(jnp.square(r), -1) * b.inv_natoms**2  # [n_graph]
+    display = value if b.kind == "mae" else jnp.sqrt(_frame_mean(squares, has))
+    return value, display, jnp.sum(has) > 0
+
+
+def _atom_energy_term(predictions: dict, b: _Batch):
+    """L_ae, rmse_ae (or mae_ae) and presence; the energy's Huber delta."""
+    has = b.flag("has_atom_energy")[b.node_graph]
+    r = jnp.where(has > 0, _node_label(b.graph, "atom_energy") - predictions["atom_energy"], 0)
+    value = _atom_mean(_penalty(r[:, None], b.kind, b.deltas[0]), has)
+    display = value if b.kind == "mae" else jnp.sqrt(_atom_mean(jnp.square(r[:, None]), has))
+    return value, display, jnp.sum(has) > 0
+
+
+def _pref_force_term(cfg: EnergyLossConfig, r_f: Array, has_f: Array, b: _Batch):
+    """L_pf, rmse_pf (or mae_pf) and presence: forces weighted by atom_pref (default 1 with
+    use_default_pf)."""
+    if cfg.use_default_pf:
+        weight = b.graph.nodes.get("atom_pref", jnp.ones((b.n_node,), b.dtype))
+        has = has_f
+    else:
+        weight = _node_label(b.graph, "atom_pref")
+        has = has_f * b.flag("has_atom_pref")[b.node_graph]
+    value = _atom_mean(_penalty(r_f, b.kind, b.deltas[1]) * weight[:, None], has)
+    display = value if b.kind == "mae" else jnp.sqrt(value)
+    return value, display, jnp.sum(has) > 0
 
 
 def _penalty(r: Array, kind: str, delta: float) -> Array:

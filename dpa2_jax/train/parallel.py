@@ -33,19 +33,15 @@ differentiates its own batch and the explicit ``pmean`` is the only reduction, a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax
 import jraph
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dpa2_jax.descriptor import Layout
 from dpa2_jax.graph.batching import stack_batches
-from dpa2_jax.model.config import ModelConfig
-from dpa2_jax.train.loss import EnergyLossConfig
-from dpa2_jax.train.optimizer import Optimizer
 from dpa2_jax.train.state import TrainState
 from dpa2_jax.train.step import make_eval_step, make_train_step
 
@@ -55,6 +51,7 @@ SPLIT = PartitionSpec(DATA)
 
 __all__ = [
     "DATA",
+    "Devices",
     "local_device_indices",
     "make_mesh",
     "make_parallel_eval_step",
@@ -133,23 +130,15 @@ def sample_device_batches(dataset, rng: np.random.Generator, mesh: Mesh):
 
 
 def make_parallel_train_step(
-    mesh: Mesh,
-    model_cfg: ModelConfig,
-    head: str | None,
-    loss_cfg: EnergyLossConfig,
-    optimizer: Optimizer,
-    schedule: optax.Schedule,
-    start_lr: float,
-    layout: Layout = Layout(),
-    compiler_options: dict | None = None,
+    mesh: Mesh, *args, compiler_options: dict | None = None, **kwargs
 ) -> Callable[[TrainState, jraph.GraphsTuple], tuple[TrainState, dict]]:
-    """Jitted ``step(state, batch) -> (state, metrics)`` over every device of ``mesh``.
+    """Jitted ``step(state, batch) -> (state, metrics)`` over every device of ``mesh``: the
+    step of ``make_train_step(*args, **kwargs)`` per device, averaged over "data".
 
     ``state`` is replicated (``replicate``) and donated; ``batch`` comes from ``shard_batch``.
     The returned state and metrics (device means, module docstring) are replicated.
     """
-    step = make_train_step(model_cfg, head, loss_cfg, optimizer, schedule, start_lr, layout,
-                           axis_name=DATA)  # fmt: skip
+    step = make_train_step(*args, **kwargs, axis_name=DATA)
 
     def per_device(state, batch):  # batch: this device's [1, ...] slice of the "data" axis
         return step(state, jax.tree.map(lambda x: x[0], batch))
@@ -159,18 +148,11 @@ def make_parallel_train_step(
     return jax.jit(mapped, donate_argnums=0, compiler_options=compiler_options)
 
 
-def make_parallel_eval_step(
-    mesh: Mesh,
-    model_cfg: ModelConfig,
-    head: str | None,
-    loss_cfg: EnergyLossConfig,
-    start_lr: float,
-    layout: Layout = Layout(),
-    compiler_options: dict | None = None,
-) -> Callable:
-    """Jitted ``eval_step(params, batch, lr) -> metrics``: ``make_eval_step`` per device,
-    metrics averaged over devices (replicated)."""
-    evaluate = make_eval_step(model_cfg, head, loss_cfg, start_lr, layout)
+def make_parallel_eval_step(mesh: Mesh, *args, compiler_options: dict | None = None,
+                            **kwargs) -> Callable:  # fmt: skip
+    """Jitted ``eval_step(params, batch, lr) -> metrics``: ``make_eval_step(*args, **kwargs)``
+    per device, metrics averaged over devices (replicated)."""
+    evaluate = make_eval_step(*args, **kwargs)
 
     def per_device(params, batch, lr):  # batch: [1, ...] as in make_parallel_train_step
         metrics = evaluate(params, jax.tree.map(lambda x: x[0], batch), lr)
@@ -179,3 +161,38 @@ def make_parallel_eval_step(
     mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(REPLICATED, SPLIT, REPLICATED),
                            out_specs=REPLICATED, check_vma=False)  # fmt: skip
     return jax.jit(mapped, compiler_options=compiler_options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """The devices a run trains on, so that the loop reads the same for one or many: the state
+    placed on them, host copies of parameters, a step's batch and the jitted train step."""
+
+    mesh: Mesh
+
+    @property
+    def count(self) -> int:
+        return self.mesh.devices.size
+
+    def place(self, tree):
+        """``tree`` on the devices: replicated on several, as is on one."""
+        return replicate(self.mesh, tree) if self.count > 1 else tree
+
+    def host(self, tree):
+        """What an evaluation on one device takes: unreplicated (numpy) from several."""
+        return unreplicate(tree) if self.count > 1 else tree
+
+    def sample(self, dataset, rng: np.random.Generator):
+        """(system index, batch): ``Dataset.sample`` on one device, one batch per device of one
+        system (``sample_device_batches``) sharded over several."""
+        if self.count == 1:
+            return dataset.sample(rng)
+        k, local = sample_device_batches(dataset, rng, self.mesh)
+        return k, shard_batch(self.mesh, local)
+
+    def train_step(self, *args, compiler_options: dict | None = None) -> Callable:
+        """Jitted, state-donating ``make_train_step(*args)``, data parallel on several."""
+        if self.count > 1:
+            return make_parallel_train_step(self.mesh, *args, compiler_options=compiler_options)
+        return jax.jit(make_train_step(*args), donate_argnums=0,
+                       compiler_options=compiler_options)  # fmt: skip

@@ -26,7 +26,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.typing import Array
@@ -118,10 +117,13 @@ class LearningRateConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExpDecay:
-    """The numbers an exponential schedule runs on, resolved for one training length.
+    """An exponential schedule resolved for one training length: ``lr = schedule(step)``.
 
     Attributes:
-        start_lr, stop_lr: learning rates; stop_lr is also the floor of the decay phase.
+        start_lr: learning rate at the start of the decay phase, and the reference rate of the
+            loss prefactors (DeePMD-kit's ``starter_learning_rate`` is ``learning_rate.start_lr``,
+            not the rate at step 0, which warmup lowers).
+        stop_lr: learning rate at the end; also the floor of the decay phase.
         warmup_steps: steps of linear warmup.
         warmup_start_lr: learning rate at step 0 when warming up.
         decay_steps: the period s actually used (possibly replaced, see the module docstring).
@@ -136,6 +138,25 @@ class ExpDecay:
     decay_steps: int
     decay_rate: float
     smooth: bool
+
+    def __call__(self, step: Array) -> Array:
+        """lr at ``step`` (an integer or float scalar or array counted from 0), of its shape and
+        JAX's default float dtype (float64 with jax_enable_x64); jittable."""
+        step = jnp.asarray(step)
+        t = step.astype(jnp.result_type(float))  # DeePMD-kit works on float steps throughout
+        if self.warmup_steps:
+            t = jnp.maximum(t - self.warmup_steps, 0.0)  # step within the decay phase
+        if self.smooth:
+            exponent = _divide(t, self.decay_steps)
+        else:
+            exponent = jnp.floor_divide(t, self.decay_steps)
+        lr = self.start_lr * jnp.power(jnp.asarray(self.decay_rate, t.dtype), exponent)
+        lr = jnp.maximum(lr, self.stop_lr)
+        if self.warmup_steps:
+            progress = _divide(step.astype(t.dtype), self.warmup_steps)
+            warmup_lr = self.warmup_start_lr + (self.start_lr - self.warmup_start_lr) * progress
+            lr = jnp.where(step < self.warmup_steps, warmup_lr, lr)
+        return lr
 
 
 def resolve_exp_decay(cfg: LearningRateConfig, num_steps: int) -> ExpDecay:
@@ -185,7 +206,7 @@ def resolve_exp_decay(cfg: LearningRateConfig, num_steps: int) -> ExpDecay:
     )
 
 
-def make_schedule(cfg: LearningRateConfig, num_steps: int) -> optax.Schedule:
+def make_schedule(cfg: LearningRateConfig, num_steps: int) -> ExpDecay:
     """The learning rate as a jittable function of the step, for optax.
 
     Args:
@@ -193,29 +214,10 @@ def make_schedule(cfg: LearningRateConfig, num_steps: int) -> optax.Schedule:
         num_steps: total training steps, warmup included (DeePMD-kit's `numb_steps`).
 
     Returns:
-        `schedule(step) -> lr`: step is an integer (or float) scalar or array counted from 0;
-        lr has its shape and JAX's default float dtype (float64 with jax_enable_x64).
+        `schedule(step) -> lr` (``ExpDecay.__call__``); `schedule.start_lr` is the reference
+        rate of the loss prefactors.
     """
-    decay = resolve_exp_decay(cfg, num_steps)
-
-    def schedule(step: Array) -> Array:
-        step = jnp.asarray(step)
-        t = step.astype(jnp.result_type(float))  # DeePMD-kit works on float steps throughout
-        if decay.warmup_steps:
-            t = jnp.maximum(t - decay.warmup_steps, 0.0)  # step within the decay phase
-        if decay.smooth:
-            exponent = _divide(t, decay.decay_steps)
-        else:
-            exponent = jnp.floor_divide(t, decay.decay_steps)
-        lr = decay.start_lr * jnp.power(jnp.asarray(decay.decay_rate, t.dtype), exponent)
-        lr = jnp.maximum(lr, decay.stop_lr)
-        if decay.warmup_steps:
-            progress = _divide(step.astype(t.dtype), decay.warmup_steps)
-            warmup_lr = decay.warmup_start_lr + (decay.start_lr - decay.warmup_start_lr) * progress
-            lr = jnp.where(step < decay.warmup_steps, warmup_lr, lr)
-        return lr
-
-    return schedule
+    return resolve_exp_decay(cfg, num_steps)
 
 
 def _divide(x: Array, divisor: float) -> Array:

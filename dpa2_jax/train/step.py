@@ -21,6 +21,7 @@ from dpa2_jax.model import make_forces_fn
 from dpa2_jax.model.config import ModelConfig
 from dpa2_jax.train.loss import EnergyLossConfig, energy_loss
 from dpa2_jax.train.optimizer import DESCRIPTOR, Optimizer, head_group
+from dpa2_jax.train.schedules import ExpDecay
 from dpa2_jax.train.state import TrainState
 
 
@@ -28,7 +29,8 @@ def make_loss_fn(
     model_cfg: ModelConfig, head: str | None, loss_cfg: EnergyLossConfig, start_lr: float,
     layout: Layout = Layout(),
 ) -> Callable:  # fmt: skip
-    """``loss_fn(params, batch, lr) -> (loss, metrics)``."""
+    """``loss_fn(params, batch, lr) -> (loss, metrics)``; ``start_lr``: the prefactors'
+    reference rate (``learning_rate.start_lr``, ``ExpDecay.start_lr``)."""
     forces_fn = make_forces_fn(model_cfg, head, layout)
 
     def loss_fn(params, batch, lr):
@@ -42,16 +44,17 @@ def make_train_step(
     head: str | None,
     loss_cfg: EnergyLossConfig,
     optimizer: Optimizer,
-    schedule: optax.Schedule,
-    start_lr: float,
+    schedule: ExpDecay,
     layout: Layout = Layout(),
     axis_name: str | None = None,
 ) -> Callable[[TrainState, object], tuple[TrainState, dict]]:
     """``step(state, batch) -> (state, metrics)``; metrics are the loss terms of this batch
-    before the update (DeePMD's training columns) and the learning rate used. Only the groups
-    of ``head`` and the descriptor are updated (``train/optimizer.py``)."""
+    before the update (DeePMD's training columns) and the learning rate used. ``schedule``
+    gives the step's learning rate and, as ``schedule.start_lr``, the loss prefactors'
+    reference rate. Only the groups of ``head`` and the descriptor are updated
+    (``train/optimizer.py``)."""
     head = model_cfg.resolve_head(head)
-    loss_fn = make_loss_fn(model_cfg, head, loss_cfg, start_lr, layout)
+    loss_fn = make_loss_fn(model_cfg, head, loss_cfg, schedule.start_lr, layout)
     active = (DESCRIPTOR, head_group(head))
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:

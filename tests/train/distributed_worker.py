@@ -55,7 +55,7 @@ def build(mesh):
     optimizer = make_optimizer()
     schedule = make_schedule(LearningRateConfig(start_lr=1e-3, stop_lr=1e-5, decay_steps=1), 10)
     step = parallel.make_parallel_train_step(mesh, cfg, None, EnergyLossConfig(), optimizer,
-                                             schedule, 1e-3)  # fmt: skip
+                                             schedule)  # fmt: skip
     state = parallel.replicate(mesh, create_state(params, optimizer))
     return step, state, data
 

@@ -79,7 +79,7 @@ def training(multitask: bool):
     optimizer = make_optimizer()
     schedule = make_schedule(LearningRateConfig(start_lr=1e-3, stop_lr=1e-5, decay_steps=1), 10)
     host0 = jax.tree.map(np.asarray, create_state(params, optimizer))
-    args = (cfg, head, EnergyLossConfig(), optimizer, schedule, 1e-3)
+    args = (cfg, head, EnergyLossConfig(), optimizer, schedule)
     mesh = parallel.make_mesh()
     step = parallel.make_parallel_train_step(mesh, *args)
     batch = parallel.shard_batch(mesh, parallel.stack_batches(per_device))

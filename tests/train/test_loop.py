@@ -107,9 +107,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, 
                                                                        capsys):  # fmt: skip
     import jax.numpy as jnp
 
-    from dpa2_jax.train import loop
+    from dpa2_jax.train import parallel
 
-    real = loop.make_train_step
+    real = parallel.make_train_step  # what Devices.train_step jits on one device
 
     def poisoned(*args, **kwargs):
         step = real(*args, **kwargs)
@@ -121,7 +121,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, 
 
         return wrapped
 
-    monkeypatch.setattr(loop, "make_train_step", poisoned)
+    monkeypatch.setattr(parallel, "make_train_step", poisoned)
     workdir = tmp_path / "nan"
     assert _train(workdir) == 2
     err = capsys.readouterr().err

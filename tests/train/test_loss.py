@@ -299,3 +299,34 @@ def test_config_is_hashable_with_list_delta():
     cfg = EnergyLossConfig(huber_delta=[0.1, 0.2, 0.3])
     assert cfg.huber_delta == (0.1, 0.2, 0.3)
     assert hash(cfg) == hash(EnergyLossConfig(huber_delta=(0.1, 0.2, 0.3)))
+
+
+def test_warmup_from_zero_keeps_the_loss_finite_and_follows_deepmd(enable_x64):
+    """Warmup with the default warmup_start_factor 0 puts lr(0) at 0. The prefactors' reference
+    rate is learning_rate.start_lr, as in DeePMD-kit (deepmd/pt/train/training.py builds the loss
+    with ``config["learning_rate"]["start_lr"]`` as ``starter_learning_rate``), not lr(0): the
+    loss at step 0 is finite, the limit prefactors' loss. Learning rates come from DeePMD-kit's
+    own LearningRateExp, the loss (prefactors included) from its dpmodel EnergyLoss."""
+    from deepmd.dpmodel.utils.learning_rate import BaseLR
+
+    from dpa2_jax.train.schedules import LearningRateConfig, make_schedule
+
+    options = dict(start_lr=START_LR, stop_lr=1e-5, decay_steps=2, warmup_steps=4)
+    schedule = make_schedule(LearningRateConfig(**options), 20)
+    theirs = BaseLR(type="exp", num_steps=20, **options)
+    assert float(schedule(0)) == 0.0 and schedule.start_lr == START_LR
+    cfg = EnergyLossConfig(**CASES["atom_pref"])
+    frames = _frames(3, [5, 5, 5])
+    predictions, graph = _batch(frames)
+    for step in range(8):  # warmup (0 to 3), then the decay
+        lr = schedule(step)
+        assert float(lr) == theirs.value(step), step
+        loss, metrics = _loss(cfg, predictions, graph, lr)  # reference: schedule.start_lr
+        ref_loss, ref_metrics = _deepmd_loss(cfg, frames, theirs.value(step))
+        assert np.isfinite(float(loss)) and float(loss) == pytest.approx(ref_loss, rel=1e-12)
+        assert float(metrics["rmse"]) == pytest.approx(ref_metrics["rmse"], rel=1e-12)
+    # step 0 (lr = 0): every prefactor at its limit, and lr(0) as the reference is 0/0
+    limits = {f"start_pref_{t}": getattr(cfg, f"limit_pref_{t}") for t in ("e", "f", "v", "pf")}
+    at_limits = _loss(dataclasses.replace(cfg, **limits), predictions, graph, START_LR)[0]
+    assert float(_loss(cfg, predictions, graph, schedule(0))[0]) == float(at_limits)
+    assert np.isnan(float(energy_loss(cfg, predictions, graph, schedule(0), schedule(0))[0]))

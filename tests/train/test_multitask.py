@@ -114,7 +114,7 @@ def test_a_step_leaves_the_other_heads_bit_for_bit(enable_x64):
     optimizer = make_optimizer()
     state = create_state(init(jax.random.key(0), cfg), optimizer)
     schedule = make_schedule(run.learning_rate, 10)
-    step = jax.jit(make_train_step(cfg, "water", run.tasks[0].loss, optimizer, schedule, 5e-3))
+    step = jax.jit(make_train_step(cfg, "water", run.tasks[0].loss, optimizer, schedule))
     new, _ = step(state, batch)
     new, _ = step(new, batch)
     for head in ("cho", "cho2"):
