@@ -22,6 +22,7 @@ from typing import Any
 
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.options import dataclass_kwargs, nearest_hint
+from dpa2_jax.train.config import config_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +159,6 @@ def distill_config(d: dict, base_dir: str, where: str = "config") -> DistillConf
 def read_distill_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DistillConfig:
     """DistillConfig of a ``configs/*.py`` file (``get_config()``), with ``KEY.PATH=VALUE``
     overrides applied (``--config.explore.steps=2000`` on the command line)."""
-    from dpa2_jax.train.config import config_dict
-
     path = os.fspath(path)
     if not os.path.isfile(path) or not path.endswith(".py"):
         raise ConfigError(f"{path}: no such config file (expected a configs/*.py file)")

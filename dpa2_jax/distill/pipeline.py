@@ -29,6 +29,8 @@ from dpa2_jax.distill.label import teacher_labels, write_split
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.io.convert import load
 from dpa2_jax.md.output import read_structure
+from dpa2_jax.train.config import run_config
+from dpa2_jax.train.loop import train_and_evaluate
 
 logger = logging.getLogger(__name__)
 STAGES = ("explore", "label", "train", "report")
@@ -126,9 +128,6 @@ def run_label(cfg: DistillConfig, workdir: str) -> dict:
 def run_train(cfg: DistillConfig, workdir: str) -> dict:
     """Stage (c): the student trained on the labelled data (``train/loop.py``); continues from
     the last checkpoint of an interrupted training."""
-    from dpa2_jax.train.config import run_config
-    from dpa2_jax.train.loop import train_and_evaluate
-
     student_dir = os.path.join(workdir, "student")
     summary_path = os.path.join(student_dir, "summary.json")
     if (done := _done(summary_path)) is not None:
