@@ -240,45 +240,6 @@ def md_layout(
     return Layout(node_chunk=pot.node_chunk, slots=tuple(slots))
 
 
-def _slot_overflow(layout: Layout, blocks, positions, cell, edges, n_atoms: int) -> Array:
-    """Whether an atom has more neighbors within a compacted block's cutoff than its slots
-    (plus 1e-6 A, as ``model/layout.py`` counts: erring towards NaN, never towards a wrong
-    energy). positions [N + 1, 3], cell [3, 3] and edges (receivers, senders, shifts) as in
-    ``energy_fn``'s trace; no gradient flows through the count."""
-    if layout.slots is None:
-        return jnp.zeros((), bool)
-    receivers, senders, shifts = edges
-    positions, cell = jax.lax.stop_gradient(positions), jax.lax.stop_gradient(cell)
-    diff = positions[senders] - positions[receivers] + shifts @ cell  # [n_edge, 3]
-    dist = jnp.linalg.norm(diff, axis=-1)  # [n_edge]
-    real = senders < n_atoms
-    bad = jnp.zeros((), bool)
-    for block, slots in zip(blocks, layout.slots, strict=True):
-        if slots >= block.sel:  # all slots laid out: the full layout's numbers
-            continue
-        within = (real & (dist <= block.rcut + 1e-6)).astype(jnp.int32)
-        counts = jax.ops.segment_sum(within, receivers, num_segments=n_atoms + 1)  # [N + 1]
-        bad = bad | (jnp.max(counts[:n_atoms]) > slots)
-    return bad
-
-
-def _edges(idx: Array, fmt: NeighborListFormat, n_atoms: int) -> tuple[Array, Array]:
-    """(receivers = centers, senders = neighbors) [n_edge] from a JAX-MD list; empty entries
-    (index n_atoms) stay n_atoms."""
-    if fmt is NeighborListFormat.Dense:
-        receivers = jnp.repeat(jnp.arange(n_atoms, dtype=jnp.int32), idx.shape[1])
-        senders = idx.reshape(-1).astype(jnp.int32)
-        return jnp.where(senders < n_atoms, receivers, n_atoms), senders
-    receivers, senders = idx[0].astype(jnp.int32), idx[1].astype(jnp.int32)
-    if fmt is NeighborListFormat.OrderedSparse:  # i < j once: use both directions
-        receivers, senders = (
-            jnp.concatenate([receivers, senders]),
-            jnp.concatenate([senders, receivers]),
-        )
-    empty = (receivers >= n_atoms) | (senders >= n_atoms)
-    return jnp.where(empty, n_atoms, receivers), jnp.where(empty, n_atoms, senders)
-
-
 def _compact_blocks(pot: Potential, layout: Layout | None) -> tuple[Layout, tuple]:
     """The layout (None: every ``sel`` slot) and the descriptor's ``compactable_blocks``.
 
@@ -317,6 +278,23 @@ def _coordinates(R: Array, box, fractional: bool, dtype) -> tuple[Array, Array, 
     if fractional:
         return space.transform(box, R), cell, R
     return R, cell, R @ jnp.linalg.inv(cell)
+
+
+def _edges(idx: Array, fmt: NeighborListFormat, n_atoms: int) -> tuple[Array, Array]:
+    """(receivers = centers, senders = neighbors) [n_edge] from a JAX-MD list; empty entries
+    (index n_atoms) stay n_atoms."""
+    if fmt is NeighborListFormat.Dense:
+        receivers = jnp.repeat(jnp.arange(n_atoms, dtype=jnp.int32), idx.shape[1])
+        senders = idx.reshape(-1).astype(jnp.int32)
+        return jnp.where(senders < n_atoms, receivers, n_atoms), senders
+    receivers, senders = idx[0].astype(jnp.int32), idx[1].astype(jnp.int32)
+    if fmt is NeighborListFormat.OrderedSparse:  # i < j once: use both directions
+        receivers, senders = (
+            jnp.concatenate([receivers, senders]),
+            jnp.concatenate([senders, receivers]),
+        )
+    empty = (receivers >= n_atoms) | (senders >= n_atoms)
+    return jnp.where(empty, n_atoms, receivers), jnp.where(empty, n_atoms, senders)
 
 
 def _list_edges(neighbor, n_atoms: int) -> tuple[Array, Array, Array]:
@@ -382,6 +360,28 @@ def _padded_graph(types, x, cell, edges, fparam, aparam, dtype):
     return graph, positions, cells
 
 
+def _slot_overflow(layout: Layout, blocks, positions, cell, edges, n_atoms: int) -> Array:
+    """Whether an atom has more neighbors within a compacted block's cutoff than its slots
+    (plus 1e-6 A, as ``model/layout.py`` counts: erring towards NaN, never towards a wrong
+    energy). positions [N + 1, 3], cell [3, 3] and edges (receivers, senders, shifts) as in
+    ``energy_fn``'s trace; no gradient flows through the count."""
+    if layout.slots is None:
+        return jnp.zeros((), bool)
+    receivers, senders, shifts = edges
+    positions, cell = jax.lax.stop_gradient(positions), jax.lax.stop_gradient(cell)
+    diff = positions[senders] - positions[receivers] + shifts @ cell  # [n_edge, 3]
+    dist = jnp.linalg.norm(diff, axis=-1)  # [n_edge]
+    real = senders < n_atoms
+    bad = jnp.zeros((), bool)
+    for block, slots in zip(blocks, layout.slots, strict=True):
+        if slots >= block.sel:  # all slots laid out: the full layout's numbers
+            continue
+        within = (real & (dist <= block.rcut + 1e-6)).astype(jnp.int32)
+        counts = jax.ops.segment_sum(within, receivers, num_segments=n_atoms + 1)  # [N + 1]
+        bad = bad | (jnp.max(counts[:n_atoms]) > slots)
+    return bad
+
+
 def _too_narrow(cell: Array, rcut: float) -> Array:
     """Whether the cell [3, 3] is at most 2 rcut wide somewhere (bool []), without gradient."""
     return jnp.min(perpendicular_widths(jax.lax.stop_gradient(cell))) <= 2 * rcut
@@ -419,10 +419,10 @@ def energy_fn(
 
     The returned function takes R [N, 3] (fractional or Angstrom) and keywords: ``neighbor``
     (a JAX-MD ``NeighborList`` of any format, from ``neighbor_fn``; None uses all pairs, fine
-    for small molecules), ``box``, ``perturbation`` [3, 3] or scalar (JAX-MD's strain), ``params`` (to
-    evaluate other parameters of the same model), ``fparam`` [numb_fparam] and ``aparam``
-    [N, numb_aparam] for heads that take them; other keywords are ignored, as JAX-MD's
-    energies do. It is pure and jittable; jit it, or the integrator that calls it.
+    for small molecules), ``box``, ``perturbation`` [3, 3] or scalar (JAX-MD's strain),
+    ``params`` (to evaluate other parameters of the same model), ``fparam`` [numb_fparam] and
+    ``aparam`` [N, numb_aparam] for heads that take them; other keywords are ignored, as
+    JAX-MD's energies do. It is pure and jittable; jit it, or the integrator that calls it.
 
     Raises:
       ValueError: the box is not wider than twice ``rcut`` (module docstring).

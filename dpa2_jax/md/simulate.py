@@ -202,7 +202,7 @@ def _periodic(atoms: ase.Atoms) -> bool:
     return bool(pbc.all())
 
 
-class _Space(NamedTuple):
+class _Geometry(NamedTuple):
     """Where the atoms move: JAX-MD's box [3, 3] (columns are lattice vectors; None in free
     space), neighbor-list functions, shift function and starting positions R0 [N, 3]
     (fractional in a box, Angstrom in free space)."""
@@ -213,20 +213,20 @@ class _Space(NamedTuple):
     R0: Any
 
 
-def _space(pot: Potential, atoms: ase.Atoms, cfg: MDConfig, periodic: bool) -> _Space:
+def _geometry(pot: Potential, atoms: ase.Atoms, cfg: MDConfig, periodic: bool) -> _Geometry:
     """The box (a lower-triangular cell, ``standard_cell``), neighbor list (skin fitted to the
     cell) and starting positions of ``atoms``, in the model's dtype."""
     if not periodic:
         _, shift = space.free()
         R0 = jnp.asarray(atoms.positions, pot.dtype)
-        return _Space(None, neighbor_fn(pot, None, dr_threshold=cfg.skin), shift, R0)
+        return _Geometry(None, neighbor_fn(pot, None, dr_threshold=cfg.skin), shift, R0)
     atoms = standard_cell(atoms)
     box = jnp.asarray(box_from_cell(atoms.cell.array), pot.dtype)
     skin = fitting_skin(atoms.cell.array, pot.rcut, cfg.skin)
     nbr_fn = neighbor_fn(pot, box, dr_threshold=skin)
     _, shift = space.periodic_general(box)
     R0 = jnp.asarray(np.mod(atoms.get_scaled_positions(wrap=False), 1.0), pot.dtype)
-    return _Space(box, nbr_fn, shift, R0)
+    return _Geometry(box, nbr_fn, shift, R0)
 
 
 def _box_of(state, box, npt: bool):
@@ -270,37 +270,37 @@ def _observe_fn(energy, box, npt: bool, n_atoms: int):
     return observe
 
 
-def _programs(pot: Potential, symbols, where: _Space, cfg: MDConfig, head, layout):
+def _programs(pot: Potential, symbols, geo: _Geometry, cfg: MDConfig, head, layout):
     """(init_fn, run, observe) of the ensemble for one descriptor layout (``_run_fn``,
     ``_observe_fn``)."""
-    energy = energy_fn(pot, symbols, where.box, head, layout=layout)
-    init_fn, apply_fn = _integrator(cfg, energy, where.shift)
+    energy = energy_fn(pot, symbols, geo.box, head, layout=layout)
+    init_fn, apply_fn = _integrator(cfg, energy, geo.shift)
     npt = cfg.ensemble == "npt"
     run = _run_fn(apply_fn, npt, thermostat=cfg.ensemble != "nve")
-    return init_fn, run, _observe_fn(energy, where.box, npt, len(symbols))
+    return init_fn, run, _observe_fn(energy, geo.box, npt, len(symbols))
 
 
 class _Layouts:
     """The descriptor layout in use, and the programs built for each layout so far (shared
     by a simulation at every temperature, so none is compiled twice)."""
 
-    def __init__(self, pot: Potential, symbols, where: _Space, cfg: MDConfig, head, compact):
-        self.pot, self.symbols, self.where, self.cfg, self.head = pot, symbols, where, cfg, head
-        self.current = md_layout(pot, symbols, where.R0, where.box) if compact else None
+    def __init__(self, pot: Potential, symbols, geo: _Geometry, cfg: MDConfig, head, compact):
+        self.pot, self.symbols, self.geo, self.cfg, self.head = pot, symbols, geo, cfg, head
+        self.current = md_layout(pot, symbols, geo.R0, geo.box) if compact else None
         self.cache = {}  # layout -> (init_fn, run, observe)
 
     def programs(self):
         """(init_fn, run, observe) for the current layout, built and jitted once each."""
         if self.current not in self.cache:
             self.cache[self.current] = _programs(
-                self.pot, self.symbols, self.where, self.cfg, self.head, self.current
+                self.pot, self.symbols, self.geo, self.cfg, self.head, self.current
             )
         return self.cache[self.current]
 
     def relayout(self, state) -> bool:
         """Grows the layout after a slot overflow: from the state's positions, and to at least
         (1 + margin) times the slots before. False when every slot is laid out already."""
-        old, box = self.current, self.where.box
+        old, box = self.current, self.geo.box
         if old is None:
             return False
         npt = self.cfg.ensemble == "npt"
@@ -314,18 +314,18 @@ class _Layouts:
         return True
 
 
-def _init_state(cfg: MDConfig, init_fn, seed: int, where: _Space, masses, momenta, kT):
+def _init_state(cfg: MDConfig, init_fn, seed: int, geo: _Geometry, masses, momenta, kT):
     """(JAX-MD's initial state of the ensemble, a fresh neighbor list at R0); masses [N] amu,
     momenta [N, 3], kT eV."""
-    nbr = where.nbr_fn.allocate(where.R0)
+    nbr = geo.nbr_fn.allocate(geo.R0)
     key = jax.random.PRNGKey(seed)
     common = {"mass": masses, "momenta": momenta, "neighbor": nbr}
     if cfg.ensemble == "nve":
-        state = init_fn(key, where.R0, kT, **common)
+        state = init_fn(key, geo.R0, kT, **common)
     elif cfg.ensemble == "npt":  # JAX-MD's NPT init_fn is not jitted: run it compiled
-        state = jax.jit(init_fn)(key, where.R0, where.box, kT=kT, **common)
+        state = jax.jit(init_fn)(key, geo.R0, geo.box, kT=kT, **common)
     else:
-        state = init_fn(key, where.R0, kT=kT, **common)
+        state = init_fn(key, geo.R0, kT=kT, **common)
     return state, nbr
 
 
@@ -333,15 +333,15 @@ def _at_temperature(layouts: _Layouts, temperature: float) -> Simulation:
     """The simulation at ``temperature`` (K: initial velocities, NVT/NPT target); the
     temperature is an argument of the compiled programs, so they are shared."""
     cfg = dataclasses.replace(layouts.cfg, temperature=temperature)
-    where, symbols, dtype = layouts.where, layouts.symbols, layouts.pot.dtype
-    periodic, npt = where.box is not None, cfg.ensemble == "npt"
+    geo, symbols, dtype = layouts.geo, layouts.symbols, layouts.pot.dtype
+    periodic, npt = geo.box is not None, cfg.ensemble == "npt"
     check_config(cfg, periodic)
     kT = jnp.asarray(ase.units.kB * temperature, dtype)
     masses = jnp.asarray(masses_of(symbols), dtype)
 
     def init(seed: int):
         momenta = jnp.asarray(initial_momenta(seed, masses_of(symbols), temperature), dtype)
-        return _init_state(cfg, layouts.programs()[0], seed, where, masses, momenta, kT)
+        return _init_state(cfg, layouts.programs()[0], seed, geo, masses, momenta, kT)
 
     def run(state, nbr, n_steps):
         return layouts.programs()[1](state, nbr, n_steps, kT)
@@ -350,7 +350,7 @@ def _at_temperature(layouts: _Layouts, temperature: float) -> Simulation:
         return layouts.programs()[2](state, nbr)
 
     def allocate(state):
-        return where.nbr_fn.allocate(state.position, **_box_kwargs(state, npt))
+        return geo.nbr_fn.allocate(state.position, **_box_kwargs(state, npt))
 
     with_temperature = functools.partial(_at_temperature, layouts)
     return Simulation(init, run, observe, allocate, cfg, symbols, periodic, layouts.relayout,
@@ -383,8 +383,8 @@ def build_simulation(
     periodic = _periodic(atoms)
     check_config(cfg, periodic)
     symbols = tuple(atoms.get_chemical_symbols())
-    where = _space(pot, atoms, cfg, periodic)
-    return _at_temperature(_Layouts(pot, symbols, where, cfg, head, compact), cfg.temperature)
+    geo = _geometry(pot, atoms, cfg, periodic)
+    return _at_temperature(_Layouts(pot, symbols, geo, cfg, head, compact), cfg.temperature)
 
 
 def run_chunks(
