@@ -69,11 +69,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # fmt: on
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_args(args: argparse.Namespace) -> None:
+    """Raises ConfigError for bad step counts or a missing model."""
     if args.steps < 0 or args.log_every < 1 or args.traj_every < 0:
         raise ConfigError("--steps must be >= 0, --log-every >= 1 and --traj-every >= 0")
     if not os.path.exists(args.model):
         raise ConfigError(f"{args.model}: no such model file or directory")
+
+
+def _output_paths(output_dir: str) -> tuple[str, str]:
+    """(thermo.log, traj.extxyz) in ``output_dir``, created; an old trajectory is removed
+    (frames are appended)."""
+    os.makedirs(output_dir, exist_ok=True)
+    thermo_path = os.path.join(output_dir, "thermo.log")
+    traj_path = os.path.join(output_dir, "traj.extxyz")
+    if os.path.exists(traj_path):
+        os.remove(traj_path)
+    return thermo_path, traj_path
+
+
+def _simulate(args, sim, state0, nbr0, thermo_path: str, traj_path: str) -> tuple[dict, dict]:
+    """Runs the steps from (state0, nbr0), writing thermo.log rows and trajectory frames;
+    returns the first and the last step's observables."""
+    from dpa2_jax.md import output, simulate
+
+    chunk = math.gcd(args.log_every, args.traj_every) if args.traj_every else args.log_every
+    first = None
+    with (
+        open(thermo_path, "w") as log,
+        tqdm(total=args.steps, unit="step", file=sys.stderr, disable=None) as bar,
+    ):
+        print(output.thermo_header(sim.periodic), file=log)
+        for step, state, _, obs in simulate.run_chunks(sim, state0, nbr0, args.steps, chunk):
+            first = obs if first is None else first
+            if step % args.log_every == 0 or step == args.steps:
+                print(output.thermo_row(step, args.timestep, obs, sim.periodic), file=log,
+                      flush=True)  # fmt: skip
+            if args.traj_every and (step % args.traj_every == 0 or step == args.steps):
+                output.append_frame(traj_path, simulate.frame_atoms(sim, state, obs))
+            bar.update(step - bar.n)
+            bar.set_postfix(T=f"{float(obs['temperature']):.0f}K")
+    return first, obs
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
     try:
         from dpa2_jax.md import output, simulate
     except ImportError as err:
@@ -91,28 +131,10 @@ def run(args: argparse.Namespace) -> int:
         thermostat=args.thermostat, pressure=args.pressure, tau_t=args.tau_t, tau_p=args.tau_p,
     )  # fmt: skip
     sim = simulate.build_simulation(pot, atoms, cfg, head=args.head)
-    os.makedirs(args.output_dir, exist_ok=True)
-    thermo_path = os.path.join(args.output_dir, "thermo.log")
-    traj_path = os.path.join(args.output_dir, "traj.extxyz")
-    if os.path.exists(traj_path):
-        os.remove(traj_path)  # frames are appended
-    chunk = math.gcd(args.log_every, args.traj_every) if args.traj_every else args.log_every
+    thermo_path, traj_path = _output_paths(args.output_dir)
     state0, nbr0 = sim.init(args.seed)
-    start, first = time.perf_counter(), None
-    with (
-        open(thermo_path, "w") as log,
-        tqdm(total=args.steps, unit="step", file=sys.stderr, disable=None) as bar,
-    ):
-        print(output.thermo_header(sim.periodic), file=log)
-        for step, state, _, obs in simulate.run_chunks(sim, state0, nbr0, args.steps, chunk):
-            first = obs if first is None else first
-            if step % args.log_every == 0 or step == args.steps:
-                print(output.thermo_row(step, args.timestep, obs, sim.periodic), file=log,
-                      flush=True)  # fmt: skip
-            if args.traj_every and (step % args.traj_every == 0 or step == args.steps):
-                output.append_frame(traj_path, simulate.frame_atoms(sim, state, obs))
-            bar.update(step - bar.n)
-            bar.set_postfix(T=f"{float(obs['temperature']):.0f}K")
+    start = time.perf_counter()
+    first, obs = _simulate(args, sim, state0, nbr0, thermo_path, traj_path)
     wall = time.perf_counter() - start
     n = len(sim.symbols)
     drift = (float(obs["energy"] + obs["kinetic"]) - float(first["energy"] + first["kinetic"])) / n

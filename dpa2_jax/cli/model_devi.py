@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import sys
 import warnings
 
-from dpa2_jax.errors import ConfigError, DataError
+from dpa2_jax.errors import ConfigError
 
 DESCRIPTION = """\
 Evaluates every MODEL on every frame of TRAJ and writes, per frame, how much the models
@@ -42,21 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="MD steps between frames of TRAJ (default 1)")  # fmt: skip
 
 
-def read_trajectory(path: str, type_map=None):
-    """A System of every frame of an npy system folder or an ASE-readable file."""
-    from dpa2_jax.data import read_ase, read_npy_system
-
-    p = pathlib.Path(path)
-    if not p.exists():
-        raise DataError(f"{path}: no such trajectory file or folder")
-    if p.is_dir():
-        if not (p / "type.raw").is_file():
-            raise DataError(f"{path}: a folder, but not a DeePMD npy system (no type.raw)")
-        own = (p / "type_map.raw").is_file()
-        return read_npy_system(p, type_map=None if own else type_map)
-    return read_ase(p, index=":")
-
-
 def run(args: argparse.Namespace) -> int:
     models, traj = args.models, args.traj
     if len(models) < 2:
@@ -68,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(path):
             raise ConfigError(f"{path}: no such file or directory")
     from dpa2_jax import load
+    from dpa2_jax.md.output import read_trajectory
     from dpa2_jax.model import deviation
     from dpa2_jax.model.jax_setup import enable_compilation_cache
 

@@ -241,24 +241,44 @@ def md_layout(
     return Layout(node_chunk=pot.node_chunk, slots=tuple(slots))
 
 
-def _slot_overflow(layout: Layout, blocks, positions, cell, receivers, senders, shifts, n_atoms):
-    """Whether an atom has more neighbors within a compacted block's cutoff than its slots
-    (plus 1e-6 A, as ``model/layout.py`` counts: erring towards NaN, never towards a wrong
-    energy). Arguments as in ``energy_fn``'s trace; no gradient flows through the count."""
-    if layout.slots is None:
-        return jnp.zeros((), bool)
-    positions, cell = jax.lax.stop_gradient(positions), jax.lax.stop_gradient(cell)
-    diff = positions[senders] - positions[receivers] + shifts @ cell  # [n_edge, 3]
-    dist = jnp.linalg.norm(diff, axis=-1)  # [n_edge]
-    real = senders < n_atoms
-    bad = jnp.zeros((), bool)
-    for block, slots in zip(blocks, layout.slots, strict=True):
-        if slots >= block.sel:  # all slots laid out: the full layout's numbers
-            continue
-        within = (real & (dist <= block.rcut + 1e-6)).astype(jnp.int32)
-        counts = jax.ops.segment_sum(within, receivers, num_segments=n_atoms + 1)  # [N + 1]
-        bad = bad | (jnp.max(counts[:n_atoms]) > slots)
-    return bad
+def _compact_blocks(pot: Potential, layout: Layout | None) -> tuple[Layout, tuple]:
+    """The layout (None: every ``sel`` slot) and the descriptor's ``compactable_blocks``.
+
+    Raises:
+      ValueError: ``layout.slots`` does not hold one slot count per compactable block.
+    """
+    layout = Layout() if layout is None else layout
+    desc = pot.config.descriptor
+    blocks = family_of(desc).compactable_blocks(pot.params["descriptor"], desc)
+    if layout.slots is not None and len(layout.slots) != len(blocks):
+        raise ValueError(
+            f"layout.slots={layout.slots}: expected one slot count per compactable block "
+            f"({len(blocks)}: {blocks}); use md_layout"
+        )
+    return layout, blocks
+
+
+def _call_box(box, default_box, rcut: float, dtype):
+    """The box of one call: ``box=`` (checked, as ``dtype``) or the construction's; None in
+    free space, where a ``box=`` keyword is ignored."""
+    if default_box is None:
+        return None
+    _check_box(box, rcut, "energy_fn(box=...)")
+    return default_box if box is None else jnp.asarray(box, dtype)
+
+
+def _coordinates(R: Array, box, fractional: bool, dtype) -> tuple[Array, Array, Array | None]:
+    """(x [N, 3] real positions A, cell [3, 3] A, u [N, 3] fractional ones) from R [N, 3].
+
+    Fractional R maps to x = box R with ``space.transform``, so gradients stay in real space.
+    Free space (box None): x = R, a zero cell and no u.
+    """
+    if box is None:
+        return R, jnp.zeros((3, 3), dtype), None
+    cell = cell_from_box(box)
+    if fractional:
+        return space.transform(box, R), cell, R
+    return R, cell, R @ jnp.linalg.inv(cell)
 
 
 def _edges(idx: Array, fmt: NeighborListFormat, n_atoms: int) -> tuple[Array, Array]:
@@ -276,6 +296,101 @@ def _edges(idx: Array, fmt: NeighborListFormat, n_atoms: int) -> tuple[Array, Ar
         )
     empty = (receivers >= n_atoms) | (senders >= n_atoms)
     return jnp.where(empty, n_atoms, receivers), jnp.where(empty, n_atoms, senders)
+
+
+def _list_edges(neighbor, n_atoms: int) -> tuple[Array, Array, Array]:
+    """(receivers, senders) [n_edge] and the overflow flag [] of a JAX-MD neighbor list of
+    any format; None: every pair, as a Dense list that never overflows."""
+    if neighbor is None:
+        idx = jnp.broadcast_to(jnp.arange(n_atoms), (n_atoms, n_atoms))
+        idx = jnp.where(jnp.eye(n_atoms, dtype=bool), n_atoms, idx)  # [N, N], no self pairs
+        return *_edges(idx, NeighborListFormat.Dense, n_atoms), jnp.zeros((), bool)
+    return *_edges(neighbor.idx, neighbor.format, n_atoms), neighbor.did_buffer_overflow
+
+
+def _image_shifts(u: Array | None, receivers: Array, senders: Array, dtype) -> Array:
+    """Integer image shifts [n_edge, 3] of JAX-MD's minimum image, n = -floor(u_j - u_i + 1/2),
+    from fractional positions u [N, 3] (the padding index N reads zeros); constants for the
+    gradient. Free space (u None): zeros."""
+    if u is None:
+        return jnp.zeros((senders.shape[0], 3), dtype)
+    u_pad = jax.lax.stop_gradient(jnp.concatenate([u, jnp.zeros((1, 3), dtype)]))  # [N + 1, 3]
+    return -jnp.floor(u_pad[senders] - u_pad[receivers] + 0.5)
+
+
+def _strained(x: Array, cell: Array, perturbation, dtype) -> tuple[Array, Array]:
+    """x [N, 3] and cell [3, 3] under JAX-MD's strain r -> P r: every displacement, through
+    both. P is [3, 3] or a scalar (NPT passes 1 + eps); None leaves them as they are."""
+    if perturbation is None:
+        return x, cell
+    P = jnp.asarray(perturbation, dtype)
+    P = P * jnp.eye(3, dtype=dtype) if P.ndim == 0 else P  # [3, 3]
+    return x @ P.T, cell @ P.T
+
+
+def _padded_graph(types, x, cell, edges, fparam, aparam, dtype):
+    """The frame as the model's graph plus one padding node and one padding graph.
+
+    Args:
+      types: [N] type indices; x: [N, 3] A; cell: [3, 3] A (rows are lattice vectors).
+      edges: (receivers, senders, shifts), [n_edge] [n_edge] [n_edge, 3]; empty entries point
+        at the padding node N (its self-loops, never kept).
+      fparam: [numb_fparam] or None; aparam: [N, numb_aparam] or None.
+
+    Returns:
+      (graph, positions [N + 1, 3] A, cells [2, 3, 3] A).
+    """
+    receivers, senders, shifts = edges
+    n_atoms, n_edge = types.shape[0], senders.shape[0]
+    positions = jnp.concatenate([x, jnp.zeros((1, 3), dtype)])  # + one padding node
+    cells = jnp.stack([cell, jnp.zeros((3, 3), dtype)])  # + the padding graph
+    nodes = {"species": jnp.concatenate([types, jnp.zeros((1,), jnp.int32)]),
+             "positions": positions}  # fmt: skip
+    globals_ = {"cell": cells}
+    if fparam is not None:  # [numb_fparam] for the frame; the padding graph gets zeros
+        fparam = jnp.asarray(fparam, dtype).reshape(1, -1)
+        globals_["fparam"] = jnp.concatenate([fparam, jnp.zeros_like(fparam)])
+    if aparam is not None:  # [N, numb_aparam]
+        aparam = jnp.asarray(aparam, dtype).reshape(n_atoms, -1)
+        nodes["aparam"] = jnp.concatenate([aparam, jnp.zeros_like(aparam[:1])])
+    edge_fields = {"shifts": shifts, "slot": jnp.full((n_edge,), -1, jnp.int32)}
+    graph = jraph.GraphsTuple(nodes=nodes, edges=edge_fields, senders=senders,
+                              receivers=receivers, globals=globals_,
+                              n_node=jnp.array([n_atoms, 1], jnp.int32),
+                              n_edge=jnp.array([n_edge, 0], jnp.int32))  # fmt: skip
+    return graph, positions, cells
+
+
+def _slot_overflow(layout: Layout, blocks, positions, cell, edges, n_atoms: int) -> Array:
+    """Whether an atom has more neighbors within a compacted block's cutoff than its slots
+    (plus 1e-6 A, as ``model/layout.py`` counts: erring towards NaN, never towards a wrong
+    energy). positions [N + 1, 3], cell [3, 3] and edges (receivers, senders, shifts) as in
+    ``energy_fn``'s trace; no gradient flows through the count."""
+    if layout.slots is None:
+        return jnp.zeros((), bool)
+    receivers, senders, shifts = edges
+    positions, cell = jax.lax.stop_gradient(positions), jax.lax.stop_gradient(cell)
+    diff = positions[senders] - positions[receivers] + shifts @ cell  # [n_edge, 3]
+    dist = jnp.linalg.norm(diff, axis=-1)  # [n_edge]
+    real = senders < n_atoms
+    bad = jnp.zeros((), bool)
+    for block, slots in zip(blocks, layout.slots, strict=True):
+        if slots >= block.sel:  # all slots laid out: the full layout's numbers
+            continue
+        within = (real & (dist <= block.rcut + 1e-6)).astype(jnp.int32)
+        counts = jax.ops.segment_sum(within, receivers, num_segments=n_atoms + 1)  # [N + 1]
+        bad = bad | (jnp.max(counts[:n_atoms]) > slots)
+    return bad
+
+
+def _too_narrow(cell: Array, rcut: float) -> Array:
+    """Whether the cell [3, 3] is at most 2 rcut wide somewhere (bool []), without gradient."""
+    return jnp.min(perpendicular_widths(jax.lax.stop_gradient(cell))) <= 2 * rcut
+
+
+def _nan_where(e: Array, bad: Array) -> Array:
+    """e, or NaN (keeping the dtype) where ``bad``."""
+    return e * jnp.where(bad, jnp.nan, 1.0).astype(e.dtype)
 
 
 def energy_fn(
@@ -305,107 +420,44 @@ def energy_fn(
 
     The returned function takes R [N, 3] (fractional or Angstrom) and keywords: ``neighbor``
     (a JAX-MD ``NeighborList`` of any format, from ``neighbor_fn``; None uses all pairs, fine
-    for small molecules), ``box``, ``perturbation`` [3, 3] or scalar (JAX-MD's strain), ``params`` (to
-    evaluate other parameters of the same model), ``fparam`` [numb_fparam] and ``aparam``
-    [N, numb_aparam] for heads that take them; other keywords are ignored, as JAX-MD's
-    energies do. It is pure and jittable; jit it, or the integrator that calls it.
+    for small molecules), ``box``, ``perturbation`` [3, 3] or scalar (JAX-MD's strain),
+    ``params`` (to evaluate other parameters of the same model), ``fparam`` [numb_fparam] and
+    ``aparam`` [N, numb_aparam] for heads that take them; other keywords are ignored, as
+    JAX-MD's energies do. It is pure and jittable; jit it, or the integrator that calls it.
 
     Raises:
       ValueError: the box is not wider than twice ``rcut`` (module docstring).
     """
     pot = _potential(pot)
-    cfg = pot.config
-    types = jnp.asarray(atom_type_indices(species, pot.type_map))
-    n_atoms = int(types.shape[0])
-    rcut = float(cfg.descriptor.rcut)
-    dtype = dtype_of(cfg)
+    types = jnp.asarray(atom_type_indices(species, pot.type_map))  # [N]
+    n_atoms, rcut, dtype = int(types.shape[0]), float(pot.rcut), dtype_of(pot.config)
     _check_box(box, rcut, "energy_fn")
     default_box = None if box is None else jnp.asarray(box, dtype)
-    layout = Layout() if layout is None else layout
-    blocks = family_of(cfg.descriptor).compactable_blocks(pot.params["descriptor"], cfg.descriptor)
-    if layout.slots is not None and len(layout.slots) != len(blocks):
-        raise ValueError(
-            f"layout.slots={layout.slots}: expected one slot count per compactable block "
-            f"({len(blocks)}: {blocks}); use md_layout"
-        )
-    atomic_energy_fn = make_atomic_energy_fn(cfg, head=head, layout=layout, slots_on_device=True)
+    layout, blocks = _compact_blocks(pot, layout)
+    atomic_energy_fn = make_atomic_energy_fn(
+        pot.config, head=head, layout=layout, slots_on_device=True
+    )
     default_params = pot.params
-    periodic = box is not None
 
-    def energy(
-        R,
-        neighbor=None,
-        box=None,
-        perturbation=None,
-        params=None,
-        fparam=None,
-        aparam=None,
-        **unused,
-    ):
+    def energy(R, neighbor=None, box=None, perturbation=None, params=None, fparam=None,
+               aparam=None, **unused):  # fmt: skip
         if R.shape != (n_atoms, 3):
             raise ValueError(f"R: expected shape ({n_atoms}, 3), got {R.shape}")
-        params = default_params if params is None else params
         R = R.astype(dtype)
-        if periodic:
-            _check_box(box, rcut, "energy_fn(box=...)")
-            box = default_box if box is None else jnp.asarray(box, dtype)
-            cell = cell_from_box(box)
-            if fractional_coordinates:
-                x = space.transform(box, R)  # real positions; gradients stay in real space
-                u = R
-            else:
-                x = R
-                u = R @ jnp.linalg.inv(cell)
-        else:
-            cell = jnp.zeros((3, 3), dtype)
-            x = R
-        if neighbor is None:  # all pairs, Dense
-            idx = jnp.broadcast_to(jnp.arange(n_atoms), (n_atoms, n_atoms))
-            idx = jnp.where(jnp.eye(n_atoms, dtype=bool), n_atoms, idx)
-            fmt, overflow = NeighborListFormat.Dense, jnp.zeros((), bool)
-        else:
-            idx, fmt, overflow = neighbor.idx, neighbor.format, neighbor.did_buffer_overflow
-        receivers, senders = _edges(idx, fmt, n_atoms)
-        if periodic:  # JAX-MD's minimum image: n = -floor(u_j - u_i + 1/2)
-            u_pad = jax.lax.stop_gradient(jnp.concatenate([u, jnp.zeros((1, 3), dtype)]))
-            shifts = -jnp.floor(u_pad[senders] - u_pad[receivers] + 0.5)
-        else:
-            shifts = jnp.zeros((senders.shape[0], 3), dtype)
-        if perturbation is not None:  # r -> P r for every displacement, through x and cell
-            P = jnp.asarray(perturbation, dtype)
-            P = P * jnp.eye(3, dtype=dtype) if P.ndim == 0 else P  # NPT passes a scalar 1 + eps
-            x = x @ P.T
-            cell = cell @ P.T
-        positions = jnp.concatenate([x, jnp.zeros((1, 3), dtype)])  # + one padding node
-        cells = jnp.stack([cell, jnp.zeros((3, 3), dtype)])  # + the padding graph
-        n_edge = senders.shape[0]
-        nodes = {"species": jnp.concatenate([types, jnp.zeros((1,), jnp.int32)]),
-                 "positions": positions}  # fmt: skip
-        globals_ = {"cell": cells}
-        if fparam is not None:  # [numb_fparam] for the frame; the padding graph gets zeros
-            fparam = jnp.asarray(fparam, dtype).reshape(1, -1)
-            globals_["fparam"] = jnp.concatenate([fparam, jnp.zeros_like(fparam)])
-        if aparam is not None:  # [N, numb_aparam]
-            aparam = jnp.asarray(aparam, dtype).reshape(n_atoms, -1)
-            nodes["aparam"] = jnp.concatenate([aparam, jnp.zeros_like(aparam[:1])])
-        graph = jraph.GraphsTuple(
-            nodes=nodes,
-            edges={"shifts": shifts, "slot": jnp.full((n_edge,), -1, jnp.int32)},
-            senders=senders,
-            receivers=receivers,  # empty entries: self-loops of the padding node, never kept
-            globals=globals_,
-            n_node=jnp.array([n_atoms, 1], jnp.int32),
-            n_edge=jnp.array([n_edge, 0], jnp.int32),
-        )  # fmt: skip
+        box = _call_box(box, default_box, rcut, dtype)
+        x, cell, u = _coordinates(R, box, fractional_coordinates, dtype)
+        receivers, senders, overflow = _list_edges(neighbor, n_atoms)
+        edges = (receivers, senders, _image_shifts(u, receivers, senders, dtype))
+        x, cell = _strained(x, cell, perturbation, dtype)
+        graph, positions, cells = _padded_graph(types, x, cell, edges, fparam, aparam, dtype)
+        params = default_params if params is None else params
         e = jnp.sum(atomic_energy_fn(params, graph, positions, cells)[:n_atoms])
         bad = jnp.zeros((), bool)
         if nan_on_overflow:
             bad = bad | overflow
-            bad = bad | _slot_overflow(
-                layout, blocks, positions, cells[0], receivers, senders, shifts, n_atoms
-            )
-        if periodic:
-            bad = bad | (jnp.min(perpendicular_widths(jax.lax.stop_gradient(cell))) <= 2 * rcut)
-        return e * jnp.where(bad, jnp.nan, 1.0).astype(e.dtype)
+            bad = bad | _slot_overflow(layout, blocks, positions, cells[0], edges, n_atoms)
+        if box is not None:
+            bad = bad | _too_narrow(cell, rcut)
+        return _nan_where(e, bad)
 
     return energy

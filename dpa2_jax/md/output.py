@@ -1,4 +1,5 @@
-"""Files of an MD run: the starting structure in, ``thermo.log`` and ``traj.extxyz`` out.
+"""Files of an MD run: the starting structure in, ``thermo.log`` and ``traj.extxyz`` out (and
+trajectories back in, for ``dpa2-jax model-devi``).
 
 thermo.log: one header line ``# step time_fs potential_eV kinetic_eV total_eV temperature_K``
 (``pressure_bar volume_A3`` appended for periodic systems), then one row per logged step.
@@ -22,6 +23,21 @@ THERMO_COLUMNS = ("step", "time_fs", "potential_eV", "kinetic_eV", "total_eV", "
 PERIODIC_COLUMNS = ("pressure_bar", "volume_A3")
 
 
+def _is_npy_system(path: str | os.PathLike, what: str) -> bool:
+    """Whether ``path`` is a DeePMD npy system folder (True) or a file (False).
+
+    Raises:
+      DataError: naming the path and ``what`` it should be, when it is missing or is a folder
+        without ``type.raw``.
+    """
+    folder = pathlib.Path(path)
+    if not folder.exists():
+        raise DataError(f"{path}: no such {what} file or folder")
+    if folder.is_dir() and not (folder / "type.raw").is_file():
+        raise DataError(f"{path}: a folder, but not a DeePMD npy system (no type.raw)")
+    return folder.is_dir()
+
+
 def read_structure(path: str | os.PathLike) -> ase.Atoms:
     """The starting structure: a DeePMD npy system folder (its first frame) or any file
     ``ase.io.read`` understands (its last frame, ASE's default for a single image: index -1).
@@ -32,11 +48,7 @@ def read_structure(path: str | os.PathLike) -> ase.Atoms:
     from dpa2_jax.data import read_npy_system, system_to_atoms
 
     path = pathlib.Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such structure file or folder")
-    if path.is_dir():
-        if not (path / "type.raw").is_file():
-            raise DataError(f"{path}: a folder, but not a DeePMD npy system (no type.raw)")
+    if _is_npy_system(path, "structure"):
         return system_to_atoms(read_npy_system(path), 0)
     try:
         atoms = ase.io.read(path)
@@ -44,6 +56,21 @@ def read_structure(path: str | os.PathLike) -> ase.Atoms:
         raise DataError(f"{path}: ase.io.read failed ({type(err).__name__}: {err})") from err
     atoms.calc = None
     return atoms
+
+
+def read_trajectory(path: str | os.PathLike, type_map=None):
+    """A System of every frame of a trajectory: an ASE-readable file (``traj.extxyz``) or a
+    DeePMD npy system folder (every set; ``type_map`` where the folder has no type_map.raw).
+
+    Raises:
+      DataError: naming the path, when it is missing or not an npy system folder.
+    """
+    from dpa2_jax.data import read_ase, read_npy_system
+
+    if _is_npy_system(path, "trajectory"):
+        own = (pathlib.Path(path) / "type_map.raw").is_file()
+        return read_npy_system(pathlib.Path(path), type_map=None if own else type_map)
+    return read_ase(pathlib.Path(path), index=":")
 
 
 def thermo_header(periodic: bool) -> str:

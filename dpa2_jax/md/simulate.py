@@ -25,6 +25,7 @@ positions, recompiles the step, and redoes the chunk, so results never depend on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -189,6 +190,173 @@ def observables(energy, state, nbr, box, n_atoms: int) -> dict:
             "pressure": pressure / ase.units.bar, "cell": cell}  # fmt: skip
 
 
+def _periodic(atoms: ase.Atoms) -> bool:
+    """Whether ``atoms`` is periodic (pbc all True) or not (all False).
+
+    Raises:
+      ConfigError: mixed periodicity.
+    """
+    pbc = np.asarray(atoms.pbc, bool)
+    if pbc.any() and not pbc.all():
+        raise ConfigError(f"atoms.pbc={pbc.tolist()}: mixed periodicity is not supported")
+    return bool(pbc.all())
+
+
+class _Geometry(NamedTuple):
+    """Where the atoms move: JAX-MD's box [3, 3] (columns are lattice vectors; None in free
+    space), neighbor-list functions, shift function and starting positions R0 [N, 3]
+    (fractional in a box, Angstrom in free space)."""
+
+    box: Any
+    nbr_fn: Any
+    shift: Callable
+    R0: Any
+
+
+def _geometry(pot: Potential, atoms: ase.Atoms, cfg: MDConfig, periodic: bool) -> _Geometry:
+    """The box (a lower-triangular cell, ``standard_cell``), neighbor list (skin fitted to the
+    cell) and starting positions of ``atoms``, in the model's dtype."""
+    if not periodic:
+        _, shift = space.free()
+        R0 = jnp.asarray(atoms.positions, pot.dtype)
+        return _Geometry(None, neighbor_fn(pot, None, dr_threshold=cfg.skin), shift, R0)
+    atoms = standard_cell(atoms)
+    box = jnp.asarray(box_from_cell(atoms.cell.array), pot.dtype)
+    skin = fitting_skin(atoms.cell.array, pot.rcut, cfg.skin)
+    nbr_fn = neighbor_fn(pot, box, dr_threshold=skin)
+    _, shift = space.periodic_general(box)
+    R0 = jnp.asarray(np.mod(atoms.get_scaled_positions(wrap=False), 1.0), pot.dtype)
+    return _Geometry(box, nbr_fn, shift, R0)
+
+
+def _box_of(state, box, npt: bool):
+    """The state's box: NPT's current one, else the fixed ``box`` (None in free space)."""
+    return simulate.npt_box(state) if npt else box
+
+
+def _box_kwargs(state, npt: bool) -> dict:
+    """Neighbor-list keywords for the state: NPT's current box (the list keeps its own else)."""
+    return {"box": simulate.npt_box(state)} if npt else {}
+
+
+def _run_fn(apply_fn, npt: bool, thermostat: bool):
+    """``run(state, nbr, n_steps, kT) -> (state, nbr)``: n_steps integrator steps in one
+    jitted ``fori_loop``, updating the list every step (kT in eV: the thermostat's target)."""
+
+    @jax.jit
+    def run(state, nbr, n_steps, kT):
+        target = {"kT": kT} if thermostat else {}
+
+        def step(_, carry):
+            state, nbr = carry
+            nbr = nbr.update(state.position, **_box_kwargs(state, npt))
+            return apply_fn(state, neighbor=nbr, **target), nbr
+
+        return jax.lax.fori_loop(0, n_steps, step, (state, nbr))
+
+    return run
+
+
+def _observe_fn(energy, box, npt: bool, n_atoms: int):
+    """``observe(state, nbr) -> observables`` (jitted), plus the updated list's
+    ``overflow`` flag."""
+
+    @jax.jit
+    def observe(state, nbr):
+        nbr = nbr.update(state.position, **_box_kwargs(state, npt))
+        out = observables(energy, state, nbr, _box_of(state, box, npt), n_atoms)
+        return {**out, "overflow": nbr.did_buffer_overflow}
+
+    return observe
+
+
+def _programs(pot: Potential, symbols, geo: _Geometry, cfg: MDConfig, head, layout):
+    """(init_fn, run, observe) of the ensemble for one descriptor layout (``_run_fn``,
+    ``_observe_fn``)."""
+    energy = energy_fn(pot, symbols, geo.box, head, layout=layout)
+    init_fn, apply_fn = _integrator(cfg, energy, geo.shift)
+    npt = cfg.ensemble == "npt"
+    run = _run_fn(apply_fn, npt, thermostat=cfg.ensemble != "nve")
+    return init_fn, run, _observe_fn(energy, geo.box, npt, len(symbols))
+
+
+class _Layouts:
+    """The descriptor layout in use, and the programs built for each layout so far (shared
+    by a simulation at every temperature, so none is compiled twice)."""
+
+    def __init__(self, pot: Potential, symbols, geo: _Geometry, cfg: MDConfig, head, compact):
+        self.pot, self.symbols, self.geo, self.cfg, self.head = pot, symbols, geo, cfg, head
+        self.current = md_layout(pot, symbols, geo.R0, geo.box) if compact else None
+        self.cache = {}  # layout -> (init_fn, run, observe)
+
+    def programs(self):
+        """(init_fn, run, observe) for the current layout, built and jitted once each."""
+        if self.current not in self.cache:
+            self.cache[self.current] = _programs(
+                self.pot, self.symbols, self.geo, self.cfg, self.head, self.current
+            )
+        return self.cache[self.current]
+
+    def relayout(self, state) -> bool:
+        """Grows the layout after a slot overflow: from the state's positions, and to at least
+        (1 + margin) times the slots before. False when every slot is laid out already."""
+        old, box = self.current, self.geo.box
+        if old is None:
+            return False
+        npt = self.cfg.ensemble == "npt"
+        box_now = None if box is None else np.asarray(_box_of(state, box, npt))
+        R = np.asarray(state.position)
+        new = md_layout(self.pot, self.symbols, R, box_now, at_least=old.slots)
+        if new.slots == old.slots:  # every compacted block is at its sel already
+            return False
+        logger.info("descriptor slots %s too few; laying out %s", old.slots, new.slots)
+        self.current = new
+        return True
+
+
+def _init_state(cfg: MDConfig, init_fn, seed: int, geo: _Geometry, masses, momenta, kT):
+    """(JAX-MD's initial state of the ensemble, a fresh neighbor list at R0); masses [N] amu,
+    momenta [N, 3], kT eV."""
+    nbr = geo.nbr_fn.allocate(geo.R0)
+    key = jax.random.PRNGKey(seed)
+    common = {"mass": masses, "momenta": momenta, "neighbor": nbr}
+    if cfg.ensemble == "nve":
+        state = init_fn(key, geo.R0, kT, **common)
+    elif cfg.ensemble == "npt":  # JAX-MD's NPT init_fn is not jitted: run it compiled
+        state = jax.jit(init_fn)(key, geo.R0, geo.box, kT=kT, **common)
+    else:
+        state = init_fn(key, geo.R0, kT=kT, **common)
+    return state, nbr
+
+
+def _at_temperature(layouts: _Layouts, temperature: float) -> Simulation:
+    """The simulation at ``temperature`` (K: initial velocities, NVT/NPT target); the
+    temperature is an argument of the compiled programs, so they are shared."""
+    cfg = dataclasses.replace(layouts.cfg, temperature=temperature)
+    geo, symbols, dtype = layouts.geo, layouts.symbols, layouts.pot.dtype
+    periodic, npt = geo.box is not None, cfg.ensemble == "npt"
+    check_config(cfg, periodic)
+    kT = jnp.asarray(ase.units.kB * temperature, dtype)
+    masses = jnp.asarray(masses_of(symbols), dtype)
+
+    def init(seed: int):
+        momenta = jnp.asarray(initial_momenta(seed, masses_of(symbols), temperature), dtype)
+        return _init_state(cfg, layouts.programs()[0], seed, geo, masses, momenta, kT)
+
+    def run(state, nbr, n_steps):
+        return layouts.programs()[1](state, nbr, n_steps, kT)
+
+    def observe(state, nbr):
+        return layouts.programs()[2](state, nbr)
+
+    def allocate(state):
+        return geo.nbr_fn.allocate(state.position, **_box_kwargs(state, npt))
+
+    with_temperature = functools.partial(_at_temperature, layouts)
+    return Simulation(init, run, observe, allocate, cfg, symbols, periodic, layouts.relayout,
+                      with_temperature)  # fmt: skip
+
+
 def build_simulation(
     pot: Potential,
     atoms: ase.Atoms,
@@ -212,114 +380,11 @@ def build_simulation(
     Raises:
       ConfigError: a bad option, mixed periodicity, or a box too small for the cutoff.
     """
-    pbc = np.asarray(atoms.pbc, bool)
-    if pbc.any() and not pbc.all():
-        raise ConfigError(f"atoms.pbc={pbc.tolist()}: mixed periodicity is not supported")
-    periodic = bool(pbc.all())
+    periodic = _periodic(atoms)
     check_config(cfg, periodic)
     symbols = tuple(atoms.get_chemical_symbols())
-    masses = jnp.asarray(masses_of(symbols), pot.dtype)
-    n_atoms = len(symbols)
-    if periodic:
-        atoms = standard_cell(atoms)
-        box = jnp.asarray(box_from_cell(atoms.cell.array), pot.dtype)
-        skin = fitting_skin(atoms.cell.array, pot.rcut, cfg.skin)
-        nbr_fn = neighbor_fn(pot, box, dr_threshold=skin)
-        _, shift = space.periodic_general(box)
-        R0 = jnp.asarray(np.mod(atoms.get_scaled_positions(wrap=False), 1.0), pot.dtype)
-    else:
-        box = None
-        nbr_fn = neighbor_fn(pot, None, dr_threshold=cfg.skin)
-        _, shift = space.free()
-        R0 = jnp.asarray(atoms.positions, pot.dtype)
-    npt = cfg.ensemble == "npt"
-    thermostat = cfg.ensemble != "nve"
-
-    def box_of(state):
-        return simulate.npt_box(state) if npt else box
-
-    cache = {}  # layout -> (init_fn, run, observe)
-
-    def compiled(layout):
-        """(init_fn, run, observe) for a descriptor layout, built and jitted once each."""
-        if layout not in cache:
-            cache[layout] = _compiled(layout)
-        return cache[layout]
-
-    layout = [md_layout(pot, symbols, R0, box) if compact else None]  # the current one
-
-    def relayout(state) -> bool:
-        """Grows the layout after a slot overflow: from the state's positions, and to at least
-        (1 + margin) times the slots before. False when every slot is laid out already."""
-        old = layout[0]
-        if old is None:
-            return False
-        box_now = None if box is None else np.asarray(box_of(state))
-        new = md_layout(pot, symbols, np.asarray(state.position), box_now, at_least=old.slots)
-        if new.slots == old.slots:  # every compacted block is at its sel already
-            return False
-        logger.info("descriptor slots %s too few; laying out %s", old.slots, new.slots)
-        layout[0] = new
-        return True
-
-    def _compiled(layout):
-        energy = energy_fn(pot, symbols, box, head, layout=layout)
-        init_fn, apply_fn = _integrator(cfg, energy, shift)
-
-        @jax.jit
-        def run(state, nbr, n_steps, kT):
-            target = {"kT": kT} if thermostat else {}
-
-            def step(_, carry):
-                state, nbr = carry
-                nbr = nbr.update(state.position, **({"box": box_of(state)} if npt else {}))
-                return apply_fn(state, neighbor=nbr, **target), nbr
-
-            return jax.lax.fori_loop(0, n_steps, step, (state, nbr))
-
-        @jax.jit
-        def observe(state, nbr):
-            if npt:
-                nbr = nbr.update(state.position, box=box_of(state))
-            else:
-                nbr = nbr.update(state.position)
-            out = observables(energy, state, nbr, box_of(state), n_atoms)
-            return {**out, "overflow": nbr.did_buffer_overflow}
-
-        return init_fn, run, observe
-
-    def allocate(state):
-        return nbr_fn.allocate(state.position, **({"box": box_of(state)} if npt else {}))
-
-    def at(temperature: float) -> Simulation:
-        check_config(dataclasses.replace(cfg, temperature=temperature), periodic)
-        kT = jnp.asarray(ase.units.kB * temperature, pot.dtype)
-
-        def init(seed: int):
-            momenta = jnp.asarray(initial_momenta(seed, masses_of(symbols), temperature),
-                                  pot.dtype)  # fmt: skip
-            nbr = nbr_fn.allocate(R0)
-            init_fn = compiled(layout[0])[0]
-            key = jax.random.PRNGKey(seed)
-            common = {"mass": masses, "momenta": momenta, "neighbor": nbr}
-            if cfg.ensemble == "nve":
-                state = init_fn(key, R0, kT, **common)
-            elif npt:  # JAX-MD's NPT init_fn is not jitted: run it compiled, not op by op
-                state = jax.jit(init_fn)(key, R0, box, kT=kT, **common)
-            else:
-                state = init_fn(key, R0, kT=kT, **common)
-            return state, nbr
-
-        def run(state, nbr, n_steps):
-            return compiled(layout[0])[1](state, nbr, n_steps, kT)
-
-        def observe(state, nbr):
-            return compiled(layout[0])[2](state, nbr)
-
-        return Simulation(init, run, observe, allocate, dataclasses.replace(cfg, temperature=temperature),
-                          symbols, periodic, relayout, at)  # fmt: skip
-
-    return at(cfg.temperature)
+    geo = _geometry(pot, atoms, cfg, periodic)
+    return _at_temperature(_Layouts(pot, symbols, geo, cfg, head, compact), cfg.temperature)
 
 
 def run_chunks(
