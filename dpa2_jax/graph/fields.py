@@ -80,14 +80,26 @@ def slots(graph: jraph.GraphsTuple) -> Array:
     return graph.edges["slot"]
 
 
+def node_field(graph: jraph.GraphsTuple, name: str) -> Array | None:
+    """The optional per-node field ``name`` [n_node, ...] (e.g. the loss's ``atom_pref``), or
+    None if the graph has none."""
+    return graph.nodes.get(name) if isinstance(graph.nodes, dict) else None
+
+
+def graph_field(graph: jraph.GraphsTuple, name: str) -> Array | None:
+    """The optional per-graph field ``name`` [n_graph, ...] (e.g. ``has_atom_pref``), or None
+    if the graph has none."""
+    return graph.globals.get(name) if isinstance(graph.globals, dict) else None
+
+
 def fparam(graph: jraph.GraphsTuple) -> Array | None:
     """[n_graph, nfp] frame parameters, or None if the graph has none."""
-    return graph.globals.get("fparam") if isinstance(graph.globals, dict) else None
+    return graph_field(graph, "fparam")
 
 
 def aparam(graph: jraph.GraphsTuple) -> Array | None:
     """[n_node, nap] atomic parameters, or None if the graph has none."""
-    return graph.nodes.get("aparam") if isinstance(graph.nodes, dict) else None
+    return node_field(graph, "aparam")
 
 
 def label(graph: jraph.GraphsTuple, name: str) -> tuple[Array, Array]:

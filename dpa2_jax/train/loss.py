@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import jraph
 
 from dpa2_jax.errors import ConfigError, DataError
+from dpa2_jax.graph import fields
 from dpa2_jax.graph.padding import graph_mask, node_mask
 from dpa2_jax.typing import Array
 
@@ -210,13 +211,13 @@ class _Batch:
 
     @classmethod
     def of(cls, cfg: EnergyLossConfig, graph: jraph.GraphsTuple, dtype) -> _Batch:
-        n_graph, n_node = graph.n_node.shape[0], graph.nodes["forces"].shape[0]
+        n_node = fields.species(graph).shape[0]
         natoms = graph.n_node.astype(dtype)
         return cls(
             graph=graph, dtype=dtype,
             kind="mae" if cfg.loss_func == "mae" else ("huber" if cfg.use_huber else "mse"),
             norm_exp=2 if cfg.intensive_ener_virial else 1, deltas=cfg.deltas(),
-            node_graph=jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_node),
+            node_graph=fields.node_graph(graph, n_node),
             inv_natoms=jnp.where(natoms > 0, 1.0 / jnp.where(natoms > 0, natoms, 1.0), 0.0),
             real_graph=graph_mask(graph), real_node=node_mask(graph),
         )  # fmt: skip
@@ -227,11 +228,12 @@ class _Batch:
 
     @property
     def n_node(self) -> int:
-        return self.graph.nodes["forces"].shape[0]
+        return fields.species(self.graph).shape[0]
 
     def flag(self, name: str) -> Array:
         """[n_graph] 1.0 for real frames having the label ``has_NAME`` (default: all)."""
-        flag = self.graph.globals.get(name, jnp.ones((self.n_graph,), self.dtype))
+        flag = fields.graph_field(self.graph, name)
+        flag = jnp.ones((self.n_graph,), self.dtype) if flag is None else flag
         return jnp.where(self.real_graph, flag.astype(self.dtype), 0.0)
 
 
@@ -240,10 +242,11 @@ def _energy_term(cfg: EnergyLossConfig, predictions: dict, b: _Batch):
     has = b.flag("has_energy")
     energy = predictions["energy"]
     if cfg.enable_atom_ener_coeff:
-        coeff = b.graph.nodes.get("atom_ener_coeff", jnp.ones((b.n_node,), b.dtype))
+        coeff = fields.node_field(b.graph, "atom_ener_coeff")
+        coeff = jnp.ones((b.n_node,), b.dtype) if coeff is None else coeff
         weighted = jnp.where(b.real_node, coeff * predictions["atom_energy"], 0.0)
         energy = jax.ops.segment_sum(weighted, b.node_graph, num_segments=b.n_graph)
-    r = jnp.where(has > 0, b.graph.globals["energy"] - energy, 0.0)  # [n_graph]
+    r = jnp.where(has > 0, fields.label(b.graph, "energy")[0] - energy, 0.0)  # [n_graph]
     value = _frame_mean(_extensive_penalty(r, b.inv_natoms, b.kind, b.norm_exp, b.deltas[0]), has)
     squares = jnp.square(r * b.inv_natoms)  # [n_graph]
     display = value if b.kind == "mae" else jnp.sqrt(_frame_mean(squares, has))
@@ -254,7 +257,7 @@ def _force_residual(cfg: EnergyLossConfig, predictions: dict, b: _Batch):
     """(r_f [n_node, 3], has_f [n_node]): force residuals (relative with relative_f), zero on
     atoms of frames without forces, and the per-atom flag."""
     has_f = b.flag("has_forces")[b.node_graph]  # [n_node]
-    labels = b.graph.nodes["forces"]
+    labels = fields.label(b.graph, "forces")[0]
     r_f = jnp.where((has_f > 0)[:, None], labels - predictions["forces"], 0.0)
     if cfg.relative_f is not None:
         scale = jnp.linalg.norm(labels, axis=-1) + cfg.relative_f  # [n_node]
@@ -275,7 +278,7 @@ def _force_term(cfg: EnergyLossConfig, r_f: Array, has_f: Array, b: _Batch):
 def _virial_term(predictions: dict, b: _Batch):
     """L_v, rmse_v (or mae_v; per atom) and presence."""
     has = b.flag("has_virial")
-    r = (b.graph.globals["virial"] - predictions["virial"]).reshape(b.n_graph, 9)
+    r = (fields.label(b.graph, "virial")[0] - predictions["virial"]).reshape(b.n_graph, 9)
     r = jnp.where((has > 0)[:, None], r, 0.0)
     penalty = _extensive_penalty(r, b.inv_natoms[:, None], b.kind, b.norm_exp, b.deltas[2])
     value = _frame_mean(jnp.mean(penalty, -1), has)
@@ -297,7 +300,8 @@ def _pref_force_term(cfg: EnergyLossConfig, r_f: Array, has_f: Array, b: _Batch)
     """L_pf, rmse_pf (or mae_pf) and presence: forces weighted by atom_pref (default 1 with
     use_default_pf)."""
     if cfg.use_default_pf:
-        weight = b.graph.nodes.get("atom_pref", jnp.ones((b.n_node,), b.dtype))
+        weight = fields.node_field(b.graph, "atom_pref")
+        weight = jnp.ones((b.n_node,), b.dtype) if weight is None else weight
         has = has_f
     else:
         weight = _node_label(b.graph, "atom_pref")
@@ -344,9 +348,10 @@ def _safe_norm(r: Array) -> Array:
 
 
 def _node_label(graph: jraph.GraphsTuple, name: str) -> Array:
-    if name not in graph.nodes:
+    label = fields.node_field(graph, name)
+    if label is None:
         raise DataError(
             f"graph.nodes has no {name!r} label, which the loss options ask for "
             f"(labels present: {sorted(graph.nodes)})"
         )
-    return graph.nodes[name]
+    return label

@@ -16,6 +16,7 @@ import numpy as np
 from dpa2_jax.data.dataset import read_systems
 from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.errors import DataError
+from dpa2_jax.graph import fields
 from dpa2_jax.graph.dataset import Dataset
 from dpa2_jax.model.jax_setup import compiler_options
 from dpa2_jax.model.layout import compact_layout
@@ -126,7 +127,7 @@ class TaskSteps:
         return out
 
     def _count(self, kind: str, name: str, batch) -> None:
-        key = (kind, name, batch.nodes["species"].shape[-1], batch.senders.shape[-1],
+        key = (kind, name, fields.species(batch).shape[-1], batch.senders.shape[-1],
                batch.n_node.shape[-1])  # fmt: skip
         if key not in self.compiled:
             self.compiled.add(key)
