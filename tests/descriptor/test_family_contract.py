@@ -20,7 +20,7 @@ import pytest
 import dpa2_jax
 from dpa2_jax.cli.main import main
 from dpa2_jax.data import read_npy_system
-from dpa2_jax.descriptor import DescriptorFamily, register
+from dpa2_jax.descriptor import FAMILIES, DescriptorFamily, register
 from dpa2_jax.descriptor.env_mat import switch_function
 from tests.conftest import SYSTEMS
 
@@ -59,8 +59,7 @@ def change_type_map(params, old_cfg, index, rng):
     return {**params, "w": w}
 
 
-FAMILY = register(DescriptorFamily("toy_radial", RadialConfig, init, apply,
-                                   change_type_map=change_type_map))  # fmt: skip
+FAMILY = DescriptorFamily("toy_radial", RadialConfig, init, apply, change_type_map=change_type_map)
 WATER = SYSTEMS / "water"
 
 
@@ -85,7 +84,15 @@ def _input(path, type_map, steps):
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
+def registered():
+    """The toy family in the registry for this module's tests only."""
+    register(FAMILY)
+    yield
+    del FAMILIES[FAMILY.name]
+
+
+@pytest.fixture(scope="module")
+def pretrained(registered, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("toy")
     config = _input(tmp / "in.json", ["O", "H"], 20)
     assert main(["train", config, "--workdir", str(tmp / "run")]) == 0
