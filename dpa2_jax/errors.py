@@ -23,3 +23,16 @@ class CheckpointError(Dpa2JaxError, ValueError):
 
 class TrainingError(Dpa2JaxError, RuntimeError):
     """Training cannot go on (a non-finite loss); earlier checkpoints are kept."""
+
+
+class Interrupted(Dpa2JaxError):
+    """A run stopped by SIGINT or SIGTERM after saving what it had done; ``status`` is the
+    shell's exit status for that signal (130, 143)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def status(self) -> int:
+        return 128 + self.signum

@@ -31,7 +31,7 @@ from dpa2_jax.cli import (
     test,
     train,
 )
-from dpa2_jax.errors import Dpa2JaxError
+from dpa2_jax.errors import Dpa2JaxError, Interrupted
 
 SUBCOMMANDS = (
     train, convert, export, test, graphs, plot, md, change_bias, model_devi, distill, compress,
@@ -98,6 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _logging_to_stderr(args.verbose):
         try:
             return args.run(args) or 0
+        except Interrupted as err:  # SIGINT / SIGTERM, handled: what was done is saved
+            print(f"dpa2-jax: {err}", file=sys.stderr)
+            return err.status
+        except KeyboardInterrupt:
+            print("dpa2-jax: interrupted", file=sys.stderr)
+            return 130
         except Dpa2JaxError as err:
             print(f"dpa2-jax: error: {err}", file=sys.stderr)
             return 2

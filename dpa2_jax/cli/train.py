@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 
-from dpa2_jax.errors import ConfigError
+from dpa2_jax.errors import ConfigError, Interrupted
 from dpa2_jax.train import distributed
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model_branch is not None and args.finetune is None:
         raise ConfigError("--model-branch needs --finetune PRETRAINED")
     finetune = Finetune(args.finetune, args.model_branch) if args.finetune else None
-    result = train_and_evaluate(run_cfg, args.workdir, restart=args.restart, finetune=finetune)
+    try:
+        result = train_and_evaluate(run_cfg, args.workdir, restart=args.restart, finetune=finetune)
+    except Interrupted as err:
+        again = ["dpa2-jax", "train", args.input, "--workdir", args.workdir, *args.extra]
+        again.append("--restart")
+        raise Interrupted(f"{err}; continue with: {shlex.join(again)}", err.signum) from None
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("rmse"))
     validated = all(t.validation_data is not None for t in run_cfg.tasks)
     if not distributed.is_chief():

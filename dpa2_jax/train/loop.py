@@ -28,7 +28,7 @@ import time
 import jax
 import numpy as np
 
-from dpa2_jax.errors import CheckpointError, ConfigError
+from dpa2_jax.errors import CheckpointError, ConfigError, Interrupted
 from dpa2_jax.io.checkpoints import save_model
 from dpa2_jax.io.training_checkpoints import TrainCheckpoints
 from dpa2_jax.model import init
@@ -37,6 +37,7 @@ from dpa2_jax.model.statistics import apply_statistics, task_statistics
 from dpa2_jax.train import parallel
 from dpa2_jax.train.config import RunConfig
 from dpa2_jax.train.finetune import finetune_params
+from dpa2_jax.train.interrupt import StopRequests
 from dpa2_jax.train.optimizer import make_optimizer
 from dpa2_jax.train.report import BEST_DIR, Report
 from dpa2_jax.train.schedules import make_schedule
@@ -54,6 +55,12 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
     """Trains ``run`` in ``workdir``; returns the final validation (or training) metrics, with
     a ``_NAME`` suffix per task for a multi-task run. ``finetune``: a ``train.finetune.Finetune``
     (the pretrained model and the head to start from)."""
+    with StopRequests() as stop:
+        return _train(run, workdir, restart, finetune, stop)
+
+
+def _train(run: RunConfig, workdir: str, restart: bool, finetune, stop: StopRequests) -> dict:
+    """``train_and_evaluate`` with ``stop`` watching for SIGINT and SIGTERM."""
     tr = run.training
     _prepare(run, workdir, finetune)
     data = read_task_data(run)
@@ -82,9 +89,12 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
             state, metrics = steps.train(name, state, batch)
             report.step_done(step, name, data[name].train.systems[k].system.path, state, metrics,
                              rng, ckpts)  # fmt: skip
-            if (step + 1) % tr.save_freq == 0 or step + 1 == tr.numb_steps:
+            if (step + 1) % tr.save_freq == 0 or step + 1 == tr.numb_steps or stop.signum:
                 meta = {**_meta(run, rng, data, valid_rng), "best": report.best}
                 ckpts.save(step + 1, state, meta)
+            if stop.signum:
+                raise Interrupted(f"stopped by {stop.name} after step {step + 1}; its "
+                                  f"checkpoint is in {ckpts.directory}", stop.signum)  # fmt: skip
     finally:
         report.close()
         ckpts.close()

@@ -62,7 +62,7 @@ class Report:
         if self._in_flight is not None:  # one step queued at most: the progress bar tells the truth
             self._in_flight.block_until_ready()
         self._in_flight = metrics["loss"]
-        if (step + 1) % tr.disp_freq == 0 or step == self.first or step + 1 == tr.numb_steps:
+        if (step + 1) % tr.disp_freq == 0 or step == 0 or step + 1 == tr.numb_steps:
             m = {key: float(v) for key, v in metrics.items()}
             if not math.isfinite(m["loss"]):
                 raise TrainingError(
