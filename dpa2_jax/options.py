@@ -25,6 +25,26 @@ def dataclass_kwargs(cls, args: dict, what: str, ignore=()) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in names}
 
 
+_SIMPLE = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_field_types(obj, what: str) -> None:
+    """ConfigError naming ``what.FIELD`` for a field of the dataclass ``obj`` annotated int,
+    float, bool or str (or that or None) whose value is of another type (a bool is no
+    number; an int is a float)."""
+    for f in dataclasses.fields(obj):
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if not set(kinds) - {"None"} or not set(kinds) - {"None"} <= set(_SIMPLE):
+            continue  # not a simple option (tuples, unions of other types)
+        value = getattr(obj, f.name)
+        if value is None and "None" in kinds:
+            continue
+        allowed = tuple(t for k in kinds if k in _SIMPLE for t in _SIMPLE[k])
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            expected = " or ".join(k for k in kinds if k != "None")
+            raise ConfigError(f"{what}.{f.name}: expected {expected}, got {value!r}")
+
+
 def check_type_pairs(pairs, ntypes: int, what: str) -> None:
     """ConfigError unless every entry of ``pairs`` is a pair of type indices in [0, ntypes)."""
     for pair in pairs:

@@ -33,7 +33,7 @@ from ml_collections.config_flags import config_path
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.io.deepmd_config import model_config
 from dpa2_jax.model.config import ModelConfig
-from dpa2_jax.options import dataclass_kwargs, nearest_hint
+from dpa2_jax.options import check_field_types, dataclass_kwargs, nearest_hint
 from dpa2_jax.train.loss import EnergyLossConfig
 from dpa2_jax.train.schedules import LearningRateConfig
 
@@ -77,6 +77,14 @@ class TrainingConfig:
     gradient_max_norm: float = 0.0
     freeze_descriptor: bool = False  # fine-tuning: train the heads only
     descriptor_lr_scale: float = 1.0  # fine-tuning: the descriptor's learning rate / the head's
+
+    def __post_init__(self):
+        check_field_types(self, "training")
+        for name, least in (("numb_steps", 0), ("disp_freq", 1), ("save_freq", 1),
+                            ("max_ckpt_keep", 1)):  # fmt: skip
+            if getattr(self, name) < least:
+                raise ConfigError(f"training.{name}: expected an integer >= {least}, got "
+                                  f"{getattr(self, name)}")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +146,7 @@ def run_config(d: dict, base_dir: str = ".") -> RunConfig:
     training = dict(d["training"])
     if "stop_batch" in training:  # DeePMD's older name
         training.setdefault("numb_steps", training.pop("stop_batch"))
+    _check_training_keys(training)
     if "numb_steps" not in training:
         raise ConfigError("training.numb_steps: missing (the number of optimizer steps)")
     if "model_dict" in model:
@@ -152,7 +161,7 @@ def run_config(d: dict, base_dir: str = ".") -> RunConfig:
         tasks = (_task(cfg.head_names[0], d.get("loss", {}), training, base_dir, "training"),)
     if model_descriptor_frozen(d["model"]):  # DeePMD's descriptor "trainable": false
         training.setdefault("freeze_descriptor", True)
-    for key in ("training_data", "validation_data", "data_dict", "model_prob"):
+    for key in _DATA_KEYS:
         training.pop(key, None)
     return RunConfig(
         model=cfg,
@@ -164,6 +173,18 @@ def run_config(d: dict, base_dir: str = ".") -> RunConfig:
         data_stat_nbatch=data_stat_nbatch,
         source=d,
     )
+
+
+_DATA_KEYS = {"training_data", "validation_data", "data_dict", "model_prob"}
+
+
+def _check_training_keys(training: dict) -> None:
+    """ConfigError for the first unknown key of the training section, with the nearest one
+    (before any missing key is reported: a misspelling is the likelier cause)."""
+    known = {f.name for f in dataclasses.fields(TrainingConfig)} | _DATA_KEYS
+    unknown = sorted(set(training) - known - _IGNORED)
+    if unknown:
+        raise ConfigError(f"training: unknown key {unknown[0]!r}{nearest_hint(unknown[0], known)}")
 
 
 def model_descriptor_frozen(model: dict) -> bool:

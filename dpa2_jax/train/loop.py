@@ -62,7 +62,7 @@ def train_and_evaluate(run: RunConfig, workdir: str, restart: bool = False, fine
 def _train(run: RunConfig, workdir: str, restart: bool, finetune, stop: StopRequests) -> dict:
     """``train_and_evaluate`` with ``stop`` watching for SIGINT and SIGTERM."""
     tr = run.training
-    _prepare(run, workdir, finetune)
+    _prepare(run, workdir, restart, finetune)
     data = read_task_data(run)
     seed = tr.seed if tr.seed is not None else 0
     schedule = make_schedule(run.learning_rate, tr.numb_steps)
@@ -107,12 +107,17 @@ def _train(run: RunConfig, workdir: str, restart: bool, finetune, stop: StopRequ
             "devices": devices.count, **final}  # fmt: skip
 
 
-def _prepare(run: RunConfig, workdir: str, finetune) -> None:
-    """JAX's precision and compilation cache for ``run``, the workdir, and a clear error for a
-    fine-tuning it cannot do."""
+def _prepare(run: RunConfig, workdir: str, restart: bool, finetune) -> None:
+    """JAX's precision and compilation cache for ``run``, and clear errors for a workdir that
+    is a file and a fine-tuning it cannot do. The workdir itself is made once the data and
+    the parameters are ready (``TrainCheckpoints``), so a run that fails its checks leaves
+    nothing behind."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir}: is a file, not a folder")
+    if restart and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise CheckpointError(f"--restart: {workdir} holds no checkpoints to continue from")
     enable_x64_for(run.model.descriptor.precision)
     enable_compilation_cache()
-    os.makedirs(workdir, exist_ok=True)
     if finetune is not None and run.multi_task:
         raise ConfigError("--finetune: fine-tuning into a multi-task model is not supported; "
                           "fine-tune one task (a single-task input)")  # fmt: skip

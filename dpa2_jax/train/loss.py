@@ -48,6 +48,7 @@ import jraph
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.graph import fields
 from dpa2_jax.graph.padding import graph_mask, node_mask
+from dpa2_jax.options import check_field_types
 from dpa2_jax.typing import Array
 
 TERMS = ("e", "f", "v", "ae", "pf")  # the terms implemented; each has start_pref_*, limit_pref_*
@@ -91,6 +92,7 @@ class EnergyLossConfig:
     limit_pref_h: float = 0.0
 
     def __post_init__(self):
+        check_field_types(self, "loss")
         if isinstance(self.huber_delta, (list, tuple)):
             if len(self.huber_delta) != 3:
                 raise ConfigError(

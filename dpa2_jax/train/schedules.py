@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dpa2_jax.errors import ConfigError
+from dpa2_jax.options import check_field_types
 from dpa2_jax.typing import Array
 
 DEFAULT_STOP_LR = 5e-8  # DeePMD-kit's value when neither stop_lr nor stop_lr_ratio is given
@@ -70,6 +71,7 @@ class LearningRateConfig:
     smooth: bool = False
 
     def __post_init__(self):
+        check_field_types(self, "learning_rate")
         if self.type not in KNOWN_TYPES:
             raise ConfigError(
                 f"learning_rate.type: unknown schedule {self.type!r}; DeePMD-kit knows "

@@ -1,6 +1,7 @@
 """dpa2_jax/train/loop.py end to end: `dpa2-jax train` on the tiny water config, lcurve.out,
 checkpoints, the trained model loading, an exact restart, and bad input with clear errors."""
 
+import json
 import os
 import shutil
 
@@ -82,6 +83,44 @@ def test_unknown_key_names_the_nearest(tmp_path, capsys):
 def test_missing_system_path(tmp_path, capsys):
     assert _train(tmp_path / "w", '--config.training.training_data.systems=["nowhere"]') == 2
     assert "nowhere: no such system folder or file" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()  # a run that fails its checks leaves nothing behind
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.training.numb_steps=-5", "training.numb_steps: expected an integer >= 0"),
+        ("--config.training.numb_steps=abc", "training.numb_steps: expected int, got 'abc'"),
+        ("--config.learning_rate.start_lr=x", "learning_rate.start_lr: expected float, got 'x'"),
+        ("--config.loss.start_pref_f=true", "loss.start_pref_f: expected float, got True"),
+    ],
+)
+def test_bad_values_are_named_before_any_data_is_read(tmp_path, capsys, override, message):
+    assert _train(tmp_path / "w", override) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dpa2-jax: error: {TINY}: {message}") and "Traceback" not in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_misspelled_required_key_is_named_with_the_nearest(tmp_path, capsys):
+    config = tmp_path / "input.json"
+    section = {"model": {"type_map": ["O"], "descriptor": {"type": "se_e2_a", "sel": [4]}},
+               "training": {"numb_step": 5, "training_data": {"systems": ["x"]}}}  # fmt: skip
+    config.write_text(json.dumps(section))
+    assert main(["train", str(config), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "training: unknown key 'numb_step'; did you mean 'numb_steps'?" in err
+
+
+def test_workdir_that_is_a_file_and_restart_without_checkpoints(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    assert _train(notes) == 2
+    assert f"--workdir {notes}: is a file, not a folder" in capsys.readouterr().err
+    assert notes.read_text() == "keep me"
+    assert _train(tmp_path / "new", "--restart") == 2
+    assert "holds no checkpoints to continue from" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_frames_without_forces_when_forces_are_weighted(tmp_path, capsys):
