@@ -17,6 +17,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from tqdm.auto import tqdm
+
 from dpa2_jax import __version__
 from dpa2_jax.cli import (
     change_bias,
@@ -38,16 +40,15 @@ SUBCOMMANDS = (
 )  # fmt: skip
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to the current ``sys.stderr`` (which tests and tqdm may swap)."""
+class _StderrHandler(logging.Handler):
+    """Writes to the current ``sys.stderr`` (which tests may swap) around any progress bar
+    (``tqdm.write`` clears the bar, prints the line and draws the bar again)."""
 
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
 
 
 def build_parser() -> argparse.ArgumentParser:

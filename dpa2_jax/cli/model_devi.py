@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 
 from dpa2_jax.errors import ConfigError
 
@@ -57,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from dpa2_jax.model.jax_setup import enable_compilation_cache
 
     enable_compilation_cache()
-    with warnings.catch_warnings():  # the x64 notice of load
-        warnings.simplefilter("ignore", UserWarning)
-        pots = [load(path) for path in models]
+    pots = [load(path) for path in models]
     system = read_trajectory(traj, pots[0].type_map)
     symbols = [system.type_map[t] for t in system.atom_types]
     for path, pot in zip(models, pots):

@@ -92,9 +92,17 @@ def run(args: argparse.Namespace) -> int:
     validated = all(t.validation_data is not None for t in run_cfg.tasks)
     if not distributed.is_chief():
         return 0
-    print(f"trained {result['steps']} steps in {result['seconds']:.1f} s on "
-          f"{result['devices']} device(s) ({result['compilations']} compilations); "
-          f"{'validation' if validated else 'training'}: {shown}")  # fmt: skip
+    print(f"{_what_was_done(result)}; {'validation' if validated else 'training'}: {shown}")
     print(f"next: dpa2-jax test {args.workdir} SYSTEM   |   dpa2-jax export {args.workdir} "
           f"model.dp   |   dpa2_jax.load({args.workdir!r})")  # fmt: skip
     return 0
+
+
+def _what_was_done(result: dict) -> str:
+    """"trained N steps in T s on D device(s) (C compilations)", or that nothing was left."""
+    steps, first = result["steps"], result["first_step"]
+    if steps == first:
+        return f"nothing to train: the run is at its last step ({steps})"
+    since = f" (from step {first})" if first else ""
+    return (f"trained {steps - first} steps{since} in {result['seconds']:.1f} s on "
+            f"{result['devices']} device(s) ({result['compilations']} compilations)")  # fmt: skip

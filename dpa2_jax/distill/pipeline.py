@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 
 from tqdm.auto import tqdm
 
@@ -58,9 +57,7 @@ def _write_json(path: str, value) -> None:
 def _load(path: str):
     if not os.path.exists(path):
         raise ConfigError(f"{path}: no such model file or directory")
-    with warnings.catch_warnings():  # the x64 notice of load
-        warnings.simplefilter("ignore", UserWarning)
-        return load(path)
+    return load(path)
 
 
 def _bar(total: int, desc: str, unit: str):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -34,13 +33,13 @@ CACHE_ENV = "DPA2_JAX_CACHE_DIR"
 
 
 def enable_x64_for(precision: str) -> None:
-    """Turns on ``jax_enable_x64`` for a "float64" model, warning once that it did."""
+    """Turns on ``jax_enable_x64`` for a "float64" model, saying so once (a log line at
+    WARNING level, which Python prints even where logging is not set up)."""
     if precision == "float64" and not jax.config.jax_enable_x64:
-        warnings.warn(
-            "dpa2_jax: enabling jax_enable_x64 for a float64 model (process-wide: new JAX "
-            "arrays default to 64 bits). Call jax.config.update('jax_enable_x64', True) "
-            "yourself at start-up to make this explicit.",
-            stacklevel=3,
+        logger.warning(
+            "enabling jax_enable_x64 for a float64 model (process-wide: new JAX arrays default "
+            "to 64 bits; call jax.config.update('jax_enable_x64', True) at start-up to make it "
+            "explicit)"
         )
         jax.config.update("jax_enable_x64", True)
 

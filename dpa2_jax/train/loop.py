@@ -81,9 +81,9 @@ def _train(run: RunConfig, workdir: str, restart: bool, finetune, stop: StopRequ
     steps = TaskSteps(run, optimizer, schedule, layout, devices)
     report = Report(run, workdir, data, steps, int(state.step), best, valid_rng,
                     chief=jax.process_index() == 0)  # fmt: skip
-    t0 = time.perf_counter()
+    t0, first = time.perf_counter(), int(state.step)
     try:
-        for step in range(int(state.step), tr.numb_steps):
+        for step in range(first, tr.numb_steps):
             name = draw_task(run, rng)
             k, batch = devices.sample(data[name].train, rng)
             state, metrics = steps.train(name, state, batch)
@@ -99,12 +99,13 @@ def _train(run: RunConfig, workdir: str, restart: bool, finetune, stop: StopRequ
         report.close()
         ckpts.close()
     seconds = time.perf_counter() - t0
-    logger.info("%d compilations for %d tasks: %s", len(steps.compiled), len(data),
-                sorted(steps.compiled))  # fmt: skip
+    if first < tr.numb_steps:
+        logger.info("%d compilations for %d tasks: %s", len(steps.compiled), len(data),
+                    sorted(steps.compiled))  # fmt: skip
     _save_trained(run, workdir, state, devices.count, chief=jax.process_index() == 0)
     final = report.final(state, float(schedule(state.step)))
-    return {"steps": int(state.step), "seconds": seconds, "compilations": len(steps.compiled),
-            "devices": devices.count, **final}  # fmt: skip
+    return {"steps": int(state.step), "first_step": first, "seconds": seconds,
+            "compilations": len(steps.compiled), "devices": devices.count, **final}  # fmt: skip
 
 
 def _prepare(run: RunConfig, workdir: str, restart: bool, finetune) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import jax
 import numpy as np
@@ -43,7 +44,7 @@ class Report:
                              append=first > 0, resume_step=first,
                              tasks=names if run.multi_task else None)  # fmt: skip
         self.progress = tqdm(total=tr.numb_steps, initial=first, desc="training", unit="step",
-                             dynamic_ncols=True, disable=not chief)  # fmt: skip
+                             dynamic_ncols=True, disable=not chief, smoothing=0)  # fmt: skip
         self.since_display: list[str] = []  # "task:system" of each batch since the last row
         self.train_metrics: list[dict] = []  # the training metrics of each row
         self._in_flight = None
@@ -73,6 +74,8 @@ class Report:
             self._display(step + 1, name, state, m, rng)
             self.since_display = []
         self.progress.update(1)
+        if step == self.first:  # rate and ETA count from here: the compilation is done
+            self.progress.initial, self.progress.start_t = self.progress.n, time.time()
 
     def _display(self, step: int, name: str, state, m: dict, rng) -> None:
         """One row: task ``name``'s training metrics ``m``, the other tasks' on a fresh training

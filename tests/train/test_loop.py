@@ -171,6 +171,29 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, 
 
 
 @pytest.mark.slow
+def test_restart_of_a_finished_run_says_there_is_nothing_to_train(trained, tmp_path, capsys):
+    workdir = tmp_path / "done"
+    shutil.copytree(trained, workdir)
+    assert _train(workdir, "--restart") == 0
+    out = capsys.readouterr().out
+    assert "nothing to train: the run is at its last step (6)" in out and "0.0 s" not in out
+
+
+def test_x64_switch_is_one_log_line_not_a_warning(caplog, recwarn):
+    from dpa2_jax.model.jax_setup import enable_x64_for
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with caplog.at_level("INFO", logger="dpa2_jax"):
+            enable_x64_for("float64")
+            enable_x64_for("float64")
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+    notes = [r for r in caplog.records if "jax_enable_x64" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].levelname == "WARNING" and not len(recwarn)
+
+
 def test_killed_run_restarts_to_the_uninterrupted_numbers(tmp_path):
     """SIGKILL a `dpa2-jax train` process once its step-10 checkpoint exists (maybe mid-way
     through writing a later one), restart it, and land on an uninterrupted run's numbers."""
