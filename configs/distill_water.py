@@ -1,7 +1,7 @@
 """Distillation on the bundled water: a DPA-2 teacher labels frames of its own NVT MD at 300 K
 and 400 K from data_0 and data_1; a se_e2_a student (configs/se_e2_a_water.py's model, narrower
 nets) trains on them. The default teacher, examples/water_tiny/model.dp, runs in minutes; the
-issue's teacher is small DPA-2 trained on the bundled water (README, "Distillation"):
+measured teacher is small DPA-2 trained on the bundled water (docs/distillation.md):
 
     dpa2-jax distill configs/distill_water.py --workdir runs/distill --teacher runs/water_small
 
@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
     # float64, 2-core CPU, same process, 2026-12-01): 4.4x faster in the report stage on a quiet
     # machine (5.0x and 5.1x on a loaded one); the water example's nets, [25, 50, 100] / 16 /
     # [240] x 3, 1.8x. Against that teacher it stays near 0.3 eV/A on held-out MD frames
-    # (README, "Distillation").
+    # (docs/distillation.md).
     model = se_e2_a_water.get_config().model.to_dict()
     model["descriptor"].update({"neuron": [10, 20, 40], "axis_neuron": 8})
     model["fitting_net"]["neuron"] = [120, 120, 120]

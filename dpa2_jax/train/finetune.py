@@ -16,7 +16,7 @@ As DeePMD-kit's ``--finetune`` (``doc/train/finetuning.md``):
   (DeePMD-kit draws it at random too). Fine-tuning then starts from the refitted energy bias
   with zero forces instead of a random head's spurious ones on a pretrained descriptor: on
   GeTe and the C/H/N/O molecules it ended 5-28 % lower in validation force RMSE in all five
-  cases measured (README, `scripts/finetune_benefit.py`).
+  cases measured (docs/finetuning.md, `scripts/finetune_benefit.py`).
 - The energy bias is refitted on the fine-tuning data before training (``refit_energy_bias``,
   DeePMD-kit's ``change-by-statistic``): the least-squares per-type correction of the residual
   E_label - E_model is added to ``out_bias``. ``dpa2-jax change-bias`` does this step alone.
