@@ -17,6 +17,7 @@ import ase
 import ase.io
 import numpy as np
 
+from dpa2_jax.data import read_ase, read_npy_system, system_to_atoms
 from dpa2_jax.errors import DataError
 
 THERMO_COLUMNS = ("step", "time_fs", "potential_eV", "kinetic_eV", "total_eV", "temperature_K")
@@ -45,8 +46,6 @@ def read_structure(path: str | os.PathLike) -> ase.Atoms:
     Raises:
       DataError: naming the path, when it is missing or cannot be read.
     """
-    from dpa2_jax.data import read_npy_system, system_to_atoms
-
     path = pathlib.Path(path)
     if _is_npy_system(path, "structure"):
         return system_to_atoms(read_npy_system(path), 0)
@@ -65,8 +64,6 @@ def read_trajectory(path: str | os.PathLike, type_map=None):
     Raises:
       DataError: naming the path, when it is missing or not an npy system folder.
     """
-    from dpa2_jax.data import read_ase, read_npy_system
-
     if _is_npy_system(path, "trajectory"):
         own = (pathlib.Path(path) / "type_map.raw").is_file()
         return read_npy_system(pathlib.Path(path), type_map=None if own else type_map)

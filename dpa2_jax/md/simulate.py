@@ -36,6 +36,8 @@ import ase.units
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.stress import full_3x3_to_voigt_6_stress
 from jax_md import quantity, simulate, space
 
 from dpa2_jax.errors import ConfigError, NeighborOverflowError
@@ -449,9 +451,6 @@ def positions_of(sim: Simulation, state, obs: dict) -> np.ndarray:
 def frame_atoms(sim: Simulation, state, obs: dict) -> ase.Atoms:
     """ase.Atoms of a state: positions, cell, velocities (ASE's units) and, as a
     SinglePointCalculator, energy, forces and (periodic) stress."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.stress import full_3x3_to_voigt_6_stress
-
     atoms = ase.Atoms(
         symbols=sim.symbols,
         positions=positions_of(sim, state, obs),

@@ -23,8 +23,10 @@ symbol, in order of first appearance. A single-task input is one task named ``de
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -365,9 +367,6 @@ def config_dict(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
 
 
 def _load_py_config(path: str):
-    import importlib.util
-    import sys
-
     # configs/*.py import their siblings as `configs.NAME`: put the folder above on the path.
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     sys.path.insert(0, root)
