@@ -20,7 +20,8 @@ def water_atoms(frame: int = 0) -> Atoms:
     """One frame of the DeePMD npy system as ase.Atoms with energy (eV) and forces (eV/A)."""
     type_map = (SYSTEM / "type_map.raw").read_text().split()
     types = np.loadtxt(SYSTEM / "type.raw", dtype=int)
-    data = {k: np.load(SYSTEM / f"set.000/{k}.npy")[frame] for k in ("coord", "box", "energy", "force")}
+    keys = ("coord", "box", "energy", "force")
+    data = {k: np.load(SYSTEM / f"set.000/{k}.npy")[frame] for k in keys}
     atoms = Atoms([type_map[t] for t in types], positions=data["coord"].reshape(-1, 3),
                   cell=data["box"].reshape(3, 3), pbc=True)  # fmt: skip
     atoms.calc = SinglePointCalculator(atoms, energy=float(data["energy"]),
@@ -31,7 +32,8 @@ def water_atoms(frame: int = 0) -> Atoms:
 def main() -> None:
     atoms = water_atoms()
     ase.io.write(OUT, atoms, format="extxyz")
-    print(f"wrote {OUT.relative_to(REPO)}: {len(atoms)} atoms, energy {atoms.get_potential_energy()} eV")
+    energy = atoms.get_potential_energy()
+    print(f"wrote {OUT.relative_to(REPO)}: {len(atoms)} atoms, energy {energy} eV")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ on ``PATH`` (so ``dpa2-jax``, ``python`` and ``python3`` are this environment's)
 ``KINDS`` names every block that does not run by default, with why; every other block runs by
 default, and a new block runs by default until it is listed. Long jobs (training of hundreds
 of steps, distillation, MD of thousands of steps) run as written under ``-m slow``.
+docs/lammps.md's block needs LAMMPS in a separate environment and files the user writes; it is
+skipped here, and tests/md/test_lammps.py runs that path (``scripts/check_lammps.py``) when
+``DPA2_JAX_LAMMPS_PYTHON`` is set.
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-LAMMPS_PYTHON = os.environ.get("DPA2_JAX_LAMMPS_PYTHON")
 
 SLOW = "slow"
 LAMMPS = "needs LAMMPS"
 CLUSTER = "needs several GPUs, hosts, SLURM or a TPU pod"
 SETUP = "set-up: checked against .ci/run by test_setup_commands"
+LAMMPS_REASON = (
+    "needs LAMMPS in its own environment (and the user's in.lammps and water.lmp): "
+    "tests/md/test_lammps.py runs this path (scripts/check_lammps.py) when "
+    "DPA2_JAX_LAMMPS_PYTHON is set"
+)
 
 #: block id -> kind, for the blocks that do not run by default (with why, in a comment).
 KINDS = {
@@ -125,7 +132,7 @@ def params():
         if kind == SLOW:
             marks.append(pytest.mark.slow)
         elif kind == LAMMPS:
-            marks += [pytest.mark.slow, pytest.mark.skip(reason=f"{LAMMPS}: see tests/md/test_lammps.py")]
+            marks.append(pytest.mark.skip(reason=LAMMPS_REASON))
         elif kind in (CLUSTER, SETUP):
             marks.append(pytest.mark.skip(reason=kind))
         yield pytest.param(lang, text, id=block_id, marks=marks)
@@ -157,7 +164,8 @@ def repository_state() -> set[str]:
 
 def test_table_names_blocks():
     """Every block KINDS names exists (line numbers move when the docs change)."""
-    assert set(KINDS) <= {block_id for block_id, _, _ in BLOCKS}, set(KINDS) - {b for b, _, _ in BLOCKS}
+    stale = set(KINDS) - {block_id for block_id, _, _ in BLOCKS}
+    assert not stale, f"KINDS names blocks that are not there: {sorted(stale)}"
 
 
 def readme_setup_blocks() -> list[str]:
