@@ -187,3 +187,14 @@ def test_setup_commands():
     md_blocks = [t for b, _, t in BLOCKS if b.startswith("README.md:") and "dpa2-jax md" in t]
     assert md_blocks, "the README has a dpa2-jax md example"
     assert shlex.split(install1)[-1].startswith(".[")
+
+
+def test_no_internal_issue_numbers():
+    """A reader cannot see the project's issue tracker: the docs name no "issue N"."""
+    found = [
+        f"{path.relative_to(ROOT)}:{k + 1}"
+        for path in DOCS
+        for k, line in enumerate(path.read_text().splitlines())
+        if re.search(r"\bissues? #?\d+", line, flags=re.IGNORECASE)
+    ]
+    assert not found, found

@@ -68,6 +68,33 @@ def test_library_error_is_one_line_exit_2(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_log_lines_are_written_around_the_progress_bar(monkeypatch):
+    """The command line's log handler prints through tqdm.write, which clears a progress bar,
+    prints the line and draws the bar again, instead of writing into the bar's line."""
+    import logging
+    import sys
+
+    from dpa2_jax.cli import main as cli_main
+
+    written = []
+    monkeypatch.setattr(cli_main.tqdm, "write", lambda text, file=None: written.append((text, file)))
+    with cli_main._logging_to_stderr(verbose=False):
+        logging.getLogger("dpa2_jax.train.loop").info("restarted from step %d", 10)
+    assert written == [("INFO dpa2_jax.train.loop: restarted from step 10", sys.stderr)]
+
+
+def test_interruptions_outside_training_are_one_line(monkeypatch, capsys):
+    from dpa2_jax.cli import export
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "run", interrupted)
+    assert main(["export", "a", "b.dp"]) == 130
+    err = capsys.readouterr().err
+    assert err == "dpa2-jax: interrupted\n"
+
+
 def test_convert_export_roundtrip_same_energies(tiny_dp, tmp_path):
     model_dir, exported = tmp_path / "model", tmp_path / "exported.dp"
     assert main(["convert", str(tiny_dp), str(model_dir)]) == 0
