@@ -101,3 +101,16 @@ def test_interrupted_at_any_point_restarts_to_the_uninterrupted_outputs(
     straight, tmp_path, signum, after_rows
 ):
     _check_restart_reproduces(straight, tmp_path / "run", signum, after_rows)
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    """The handler's rule: the first SIGINT or SIGTERM asks for a stop after the step in flight,
+    a second SIGINT raises KeyboardInterrupt at once (a second SIGTERM changes nothing)."""
+    from dpa2_jax.train.interrupt import StopRequests
+
+    stop = StopRequests()
+    stop._handle(signal.SIGTERM, None)
+    stop._handle(signal.SIGTERM, None)
+    assert stop.signum == signal.SIGTERM and stop.name == "SIGTERM"
+    with pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGINT, None)
