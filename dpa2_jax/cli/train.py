@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train_and_evaluate(run_cfg, args.workdir, restart=args.restart, finetune=finetune)
     except Interrupted as err:
-        again = ["dpa2-jax", "train", args.input, "--workdir", args.workdir, *args.extra]
+        again = ["dpa2-jax", "train", args.input, "--workdir", args.workdir,
+                 *getattr(args, "extra", [])]
         again.append("--restart")
         raise Interrupted(f"{err}; continue with: {shlex.join(again)}", err.signum) from None
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("rmse"))
