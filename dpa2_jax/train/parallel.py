@@ -60,6 +60,7 @@ __all__ = [
     "sample_device_batches",
     "shard_batch",
     "stack_batches",
+    "step_with_rate",
     "unreplicate",
 ]
 
