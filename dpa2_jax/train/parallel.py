@@ -60,6 +60,7 @@ __all__ = [
     "sample_device_batches",
     "shard_batch",
     "stack_batches",
+    "step_with_rate",
     "unreplicate",
 ]
 
@@ -191,8 +192,42 @@ class Devices:
         return k, shard_batch(self.mesh, local)
 
     def train_step(self, *args, compiler_options: dict | None = None) -> Callable:
-        """Jitted, state-donating ``make_train_step(*args)``, data parallel on several."""
+        """Jitted, state-donating ``make_train_step(*args)``, data parallel on several.
+
+        On one device the learning rate comes from its own small jitted schedule and enters the
+        step as an argument (``step_with_rate``), so the large compiled step does not depend on
+        ``numb_steps`` (which sets the schedule's decay) and the persistent compilation cache
+        serves runs of any length."""
         if self.count > 1:
             return make_parallel_train_step(self.mesh, *args, compiler_options=compiler_options)
-        return jax.jit(make_train_step(*args), donate_argnums=0,
-                       compiler_options=compiler_options)  # fmt: skip
+        return step_with_rate(*args, compiler_options=compiler_options)
+
+
+@dataclasses.dataclass(frozen=True)
+class _GivenRate:
+    """A schedule that returns a learning rate computed outside the step (``step_with_rate``)."""
+
+    lr: jax.Array
+    start_lr: float
+
+    def __call__(self, step):
+        return self.lr
+
+
+def step_with_rate(model_cfg, head, loss_cfg, optimizer, schedule, *args,
+                   compiler_options: dict | None = None) -> Callable:  # fmt: skip
+    """``step(state, batch) -> (state, metrics)``: ``make_train_step`` with the same arguments,
+    as two jitted calls: ``schedule(state.step)``, then the state-donating step taking that
+    rate as an argument (the same numbers as computing it inside)."""
+    rate = jax.jit(schedule.__call__)
+
+    def inner(state, batch, lr):
+        given = _GivenRate(lr, schedule.start_lr)
+        return make_train_step(model_cfg, head, loss_cfg, optimizer, given, *args)(state, batch)
+
+    jitted = jax.jit(inner, donate_argnums=0, compiler_options=compiler_options)
+
+    def step(state, batch):
+        return jitted(state, batch, rate(state.step))
+
+    return step
