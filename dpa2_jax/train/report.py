@@ -75,7 +75,8 @@ class Report:
             self.since_display = []
         self.progress.update(1)
         if step == self.first:  # rate and ETA count from here: the compilation is done
-            self.progress.initial, self.progress.start_t = self.progress.n, time.time()
+            bar, now = self.progress, time.time()
+            bar.initial, bar.start_t, bar.last_print_t, bar.last_print_n = bar.n, now, now, bar.n
 
     def _display(self, step: int, name: str, state, m: dict, rng) -> None:
         """One row: task ``name``'s training metrics ``m``, the other tasks' on a fresh training
