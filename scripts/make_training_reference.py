@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Reference values for training parity with DeePMD-kit 3.2.0's PyTorch backend.
 
-The tiny model (configs/tiny.py, float64) with dpa2_jax's initial parameters and DeePMD-style
-statistics from water_virial_384, converted to DeePMD-kit's serialized form and loaded into its
-PyTorch backend; on frames 0..9 of tests/systems/water_virial_384 (one frame per batch, energy,
+The tiny model (configs/tiny.py; float64, or float32 with ``--precision float32``) with
+dpa2_jax's initial parameters and DeePMD-style statistics from water_virial_384, converted to
+DeePMD-kit's serialized form and loaded into its PyTorch backend; on frames 0..9 of tests/systems/water_virial_384 (one frame per batch, energy,
 force and virial labels) it records
 
     loss0, metrics0/*   DeePMD's EnergyStdLoss of frame 0 at the first learning rate
@@ -18,11 +18,16 @@ and torch are installed (torch is not a dependency of dpa2_jax, not even for tes
 
     python -m venv /tmp/ptvenv && /tmp/ptvenv/bin/pip install torch==2.13.0 deepmd-kit==3.2.0 \
         mpich e3nn -e .
-    /tmp/ptvenv/bin/python scripts/make_training_reference.py
+    /tmp/ptvenv/bin/python scripts/make_training_reference.py [--precision float32]
+
+(training_tiny_float32.npz was made 2026-12-03 with torch 2.11.0 and deepmd-kit 3.2.0 in such a
+venv, jax 0.10.2 taken from dpa2_jax's own venv through PYTHONPATH.)
 
 The 3.2.0 wheel's operator library was built against torch 2.11 and refuses 2.13; DPA-2 needs
 none of its operators, so this script hides the library (``SHARED_LIB_DIR``) before importing
-``deepmd.pt``. Output: tests/reference/training_tiny.npz (+ a README line).
+``deepmd.pt``. Output: tests/reference/training_tiny.npz, or training_tiny_float32.npz for
+``--precision float32`` (descriptor and fitting in float32 as DeePMD's ``"precision": "float32"``;
+DeePMD-kit's inputs, labels and loss stay float64).
 """
 
 from __future__ import annotations
@@ -55,8 +60,11 @@ def flatten(tree, prefix: str) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "tests" / "reference" / "training_tiny.npz"))
+    parser.add_argument("--precision", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--out", help="default: tests/reference/training_tiny[_float32].npz")
     args = parser.parse_args()
+    suffix = "" if args.precision == "float64" else "_float32"
+    args.out = args.out or str(REPO / "tests" / "reference" / f"training_tiny{suffix}.npz")
 
     import jax
 
@@ -70,7 +78,9 @@ def main() -> None:
     from dpa2_jax.model import init
     from dpa2_jax.train.schedules import LearningRateConfig, make_schedule
 
-    cfg = model_config(tiny.get_config().model.to_dict())
+    model = tiny.get_config().model.to_dict()
+    model["descriptor"]["precision"] = model["fitting_net"]["precision"] = args.precision
+    cfg = model_config(model)
     system = read_npy_system(REPO / "tests" / "systems" / "water_virial_384", cfg.type_map)
     params = init(jax.random.key(0), cfg)
     params = apply_statistics(params, cfg, compute_statistics(cfg, [system], max_frames=5))
