@@ -3,8 +3,8 @@
 
 The tiny model (configs/tiny.py; float64, or float32 with ``--precision float32``) with
 dpa2_jax's initial parameters and DeePMD-style statistics from water_virial_384, converted to
-DeePMD-kit's serialized form and loaded into its PyTorch backend; on frames 0..9 of tests/systems/water_virial_384 (one frame per batch, energy,
-force and virial labels) it records
+DeePMD-kit's serialized form and loaded into its PyTorch backend; on frames 0..9 of
+tests/systems/water_virial_384 (one frame per batch, energy, force and virial labels) it records
 
     loss0, metrics0/*   DeePMD's EnergyStdLoss of frame 0 at the first learning rate
     grad/*              its gradient with respect to every trainable parameter
