@@ -54,7 +54,8 @@ TYPE_ROWS = ("davg", "dstd", "bias_atom_e", "out_bias")  # leaves whose first ax
 
 @dataclasses.dataclass(frozen=True)
 class Finetune:
-    """What to fine-tune from: a model path (workdir, model directory or ``.dp``) and the head
+    """What to fine-tune from: a model path (workdir, model directory, DeePMD-kit ``.dp``,
+    ``.pt`` checkpoint or frozen ``.pth``) and the head
     to start from (a head name, ``RANDOM``, or None for a single-head model)."""
 
     path: str
