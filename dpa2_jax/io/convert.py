@@ -66,9 +66,9 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
 
 
 def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
-    """Loads a DeePMD ``.dp`` file, a dpa2_jax model directory or a training workdir as a
-    ``Potential``; turns on ``jax_enable_x64`` for a float64 model (with a warning;
-    ``model/jax_setup.py``)."""
+    """Loads a DeePMD-kit ``.dp`` file, ``.pt`` training checkpoint (every head) or frozen
+    ``.pth`` model, a dpa2_jax model directory or a training workdir as a ``Potential``;
+    turns on ``jax_enable_x64`` for a float64 model (with a warning; ``model/jax_setup.py``)."""
     cfg, params, _ = read_model(path)
     enable_x64_for(cfg.descriptor.precision)
     return Potential(cfg, params, atoms_per_batch=atoms_per_batch)

@@ -216,7 +216,7 @@ def _state_and_params(obj: Any, path: str) -> tuple[Mapping[str, Any], dict]:
         script = obj.attributes.get("model_def_script")
         if not isinstance(script, str) or not script:
             raise CheckpointError(f"{path}: a TorchScript file without DeePMD-kit's "
-                                  "model_def_script; not a model frozen by dp --pt freeze")  # fmt: skip
+                                  "model_def_script: not frozen by dp --pt freeze")  # fmt: skip
         return {f"model.{SINGLE_TASK_HEAD}.{k}": v for k, v in script_state(obj).items()}, (
             json.loads(script)
         )
@@ -244,16 +244,18 @@ def _read_head(state: Mapping, section: dict, name: str, ours: str, where: str):
         raise ConfigError(f"{where}: {err}") from err
     mapper = _DESCRIPTORS.get(cfg.descriptor.family)
     if mapper is None:
-        raise ConfigError(f"{where}: descriptor {cfg.descriptor.family!r} cannot be read from a "
-                          f"PyTorch checkpoint yet (supported: {sorted(_DESCRIPTORS)})")  # fmt: skip
+        supported = sorted(_DESCRIPTORS)
+        raise ConfigError(f"{where}: descriptor {cfg.descriptor.family!r} cannot be read from "
+                          f"a PyTorch checkpoint yet (supported: {supported})")  # fmt: skip
     tree = nested(state, f"model.{name}.")
     try:
         atomic = tree["atomic_model"]
         params = {"descriptor": mapper(atomic["descriptor"]),
                   "heads": {ours: head_params(atomic, cfg, ours)}}  # fmt: skip
     except (KeyError, ValueError, TypeError) as err:
+        family = cfg.descriptor.family
         raise CheckpointError(f"{where}: module {err} is missing or not as DeePMD-kit 3.x "
-                              f"writes it for a {cfg.descriptor.family!r} model") from err  # fmt: skip
+                              f"writes it for a {family!r} model") from err  # fmt: skip
     with warnings.catch_warnings():  # float64 leaves made as float32 without x64: shapes only
         warnings.simplefilter("ignore", UserWarning)
         expected = init(jax.random.key(0), cfg)  # a fresh model: the layout to match

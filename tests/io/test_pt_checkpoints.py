@@ -150,16 +150,18 @@ def test_finetune_from_a_checkpoint_on_the_command_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_finetune_from_a_multi_task_checkpoint_head(tmp_path, capsys):
     system = str(SYSTEMS / "cho_molecules" / "C3H3O4")
-    code = main(["train", _finetune_input(tmp_path, MULTI, "cho", system), "--workdir",
-                 str(tmp_path / "ft"), "--finetune", str(MULTI), "--model-branch", "cho"])  # fmt: skip
+    inp = _finetune_input(tmp_path, MULTI, "cho", system)
+    code = main(["train", inp, "--workdir", str(tmp_path / "ft"), "--finetune", str(MULTI),
+                 "--model-branch", "cho"])  # fmt: skip
     assert code == 0 and "trained 2 steps" in capsys.readouterr().out
     _check_finetuned(tmp_path / "ft", MULTI)
 
 
 def test_a_head_that_does_not_exist_lists_the_heads(tmp_path, capsys):
     system = str(SYSTEMS / "cho_molecules" / "C3H3O4")
-    code = main(["train", _finetune_input(tmp_path, MULTI, "cho", system), "--workdir",
-                 str(tmp_path / "ft"), "--finetune", str(MULTI), "--model-branch", "nope"])  # fmt: skip
+    inp = _finetune_input(tmp_path, MULTI, "cho", system)
+    code = main(["train", inp, "--workdir", str(tmp_path / "ft"), "--finetune", str(MULTI),
+                 "--model-branch", "nope"])  # fmt: skip
     assert code == 2
     assert "unknown head 'nope'; this model has ['water', 'cho']" in capsys.readouterr().err
 
