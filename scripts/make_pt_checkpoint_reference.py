@@ -10,7 +10,8 @@ Writes into tests/reference/pt_checkpoints/:
   shared descriptor and type map) after a few ``dp --pt train`` steps;
 * ``se_e2_a.ckpt.pt``: a single-task se_e2_a energy model trained likewise, with one frame
   parameter (``numb_fparam``) so the checkpoint carries fparam statistics;
-* ``se_e2_a.pth``: the latter frozen by ``dp --pt freeze`` (TorchScript);
+* ``se_e2_a.pth``, ``multitask_dpa2_cho.pth``: the latter, and the ``cho`` head of the
+  former, frozen by ``dp --pt freeze`` (TorchScript);
 * ``<checkpoint stem>__<head>__<geometry>.npz``: DeePMD-kit's energy, forces, virial and atomic
   energies (``deepmd.infer.DeepPot`` on the checkpoint, float64) with the inputs;
 * README.md: provenance (date, versions, commands).
@@ -192,6 +193,8 @@ def main() -> None:
         commands.append(cmd)
         commands.append(dp(["freeze", "-c", os.path.basename(single), "-o", "se_e2_a.pth"],
                            OUT))  # fmt: skip
+        commands.append(dp(["freeze", "-c", os.path.basename(multi), "--head", "cho", "-o",
+                            "multitask_dpa2_cho.pth"], OUT))  # fmt: skip
     geoms = geometries()
     cases = [(multi, "water", TYPE_MAP, g, None) for g in geoms]
     cases += [(multi, "cho", TYPE_MAP, g, None) for g in geoms]

@@ -84,6 +84,16 @@ def test_heads_type_map_and_statistics_are_kept():
     assert frozen_cfg == cfg and first_difference(frozen_params, params, rtol=0) is None
 
 
+def test_a_frozen_dpa2_head_is_that_head_of_the_checkpoint():
+    cfg, params, meta = read_model(REF / "multitask_dpa2_cho.pth")  # dp freeze --head cho
+    full_cfg, full, _ = read_model(MULTI)
+    assert cfg.head_names == ("default",) and cfg.descriptor == full_cfg.descriptor
+    assert cfg.fitting("default") == full_cfg.fitting("cho")
+    assert first_difference(params["descriptor"], full["descriptor"], rtol=0) is None
+    assert first_difference(params["heads"]["default"], full["heads"]["cho"], rtol=0) is None
+    assert first_difference(params["heads"]["default"], full["heads"]["water"]) is not None
+
+
 def test_convert_from_the_command_line_keeps_every_head(tmp_path, capsys):
     assert main(["convert", str(MULTI), str(tmp_path / "m")]) == 0
     cfg, params, meta = read_model(tmp_path / "m")
