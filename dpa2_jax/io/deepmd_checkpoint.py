@@ -217,9 +217,12 @@ def _state_and_params(obj: Any, path: str) -> tuple[Mapping[str, Any], dict]:
         if not isinstance(script, str) or not script:
             raise CheckpointError(f"{path}: a TorchScript file without DeePMD-kit's "
                                   "model_def_script: not frozen by dp --pt freeze")  # fmt: skip
-        return {f"model.{SINGLE_TASK_HEAD}.{k}": v for k, v in script_state(obj).items()}, (
-            json.loads(script)
-        )
+        try:
+            section = json.loads(script)
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{path}: model_def_script is not valid JSON: {err}") from err
+        state = {f"model.{SINGLE_TASK_HEAD}.{k}": v for k, v in script_state(obj).items()}
+        return state, section
     state = obj.get("model", obj) if isinstance(obj, Mapping) else None
     extra = state.get("_extra_state") if isinstance(state, Mapping) else None
     if not isinstance(extra, Mapping) or not isinstance(extra.get("model_params"), Mapping):

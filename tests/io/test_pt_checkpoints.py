@@ -167,6 +167,19 @@ def test_finetune_from_a_multi_task_checkpoint_head(tmp_path, capsys):
     _check_finetuned(tmp_path / "ft", MULTI)
 
 
+def test_a_random_branch_keeps_the_descriptor_and_starts_a_fresh_head(tmp_path, enable_x64):
+    from dpa2_jax.train.config import read_input
+    from dpa2_jax.train.finetune import RANDOM, carry_over
+
+    system = str(SYSTEMS / "cho_molecules" / "C3H3O4")
+    cfg = read_input(_finetune_input(tmp_path, MULTI, "cho", system)).model
+    old_cfg, old, _ = read_model(MULTI)
+    params = carry_over(old_cfg, old, cfg, RANDOM, seed=0)
+    assert first_difference(params["descriptor"], old["descriptor"], rtol=0) is None
+    *_, output = params["heads"]["default"]["fitting"]["layers"]
+    assert not np.any(output["w"]) and not np.any(output["b"])
+
+
 def test_a_head_that_does_not_exist_lists_the_heads(tmp_path, capsys):
     system = str(SYSTEMS / "cho_molecules" / "C3H3O4")
     inp = _finetune_input(tmp_path, MULTI, "cho", system)
