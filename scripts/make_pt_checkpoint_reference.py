@@ -6,8 +6,9 @@ Needs DeePMD-kit 3.2 with its PyTorch backend (``dp --pt``; its descriptors impo
 ``pip install deepmd-kit torch e3nn``); dpa2_jax itself never needs them.
 Writes into tests/reference/pt_checkpoints/:
 
-* ``multitask_dpa2.ckpt.pt``: a two-head multi-task DPA-2 (heads ``water`` and ``cho``,
-  shared descriptor and type map) after a few ``dp --pt train`` steps;
+* ``multitask_dpa2.ckpt.pt``: a two-head multi-task DPA-2 (heads ``water`` and ``cho``, the
+  latter also called ``CHO_molecules``; shared descriptor and type map) after a few
+  ``dp --pt train`` steps;
 * ``se_e2_a.ckpt.pt``: a single-task se_e2_a energy model trained likewise, with one frame
   parameter (``numb_fparam``) so the checkpoint carries fparam statistics;
 * ``se_e2_a.pth``, ``multitask_dpa2_cho.pth``: the latter, and the ``cho`` head of the
@@ -80,7 +81,7 @@ def multitask_input() -> dict:
                 "water": {"type_map": "type_map_all", "descriptor": "dpa2_descriptor",
                           "fitting_net": fitting(2)},
                 "cho": {"type_map": "type_map_all", "descriptor": "dpa2_descriptor",
-                        "fitting_net": fitting(3)},
+                        "fitting_net": fitting(3), "model_branch_alias": ["CHO_molecules"]},
             },
         },
         "learning_rate": LEARNING_RATE,

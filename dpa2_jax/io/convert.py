@@ -177,16 +177,19 @@ def split_heads(cfg: ModelConfig, params: Params) -> list[tuple[str, ModelConfig
     ]  # fmt: skip
 
 
-def read_heads(srcs: Sequence[str]) -> list[tuple[str, ModelConfig, Params, str, Any]]:
-    """(head name, one-head config, params, source path, model section or None) of every head
-    of every source, for ``merge_heads``. Heads of a multi-head source keep their names; a
-    single-head source's head is named after its file stem, or "default" if it is the only
-    source."""
-    heads = []
+def read_heads(srcs: Sequence[str]) -> tuple[list[tuple[str, ModelConfig, Params, str, Any]],
+                                              dict[str, str]]:  # fmt: skip
+    """([(head name, one-head config, params, source path, model section or None)] of every
+    head of every source, for ``merge_heads``; {alias: head} of the multi-head sources). Heads
+    of a multi-head source keep their names; a single-head source's head is named after its
+    file stem, or "default" if it is the only source."""
+    heads, aliases = [], {}
     for src in srcs:
         cfg, params, meta = read_model(src)
         parts = split_heads(cfg, params)
         script = meta.get("model_def_script")
+        if len(parts) > 1:
+            aliases.update(meta.get("head_aliases", {}))
         for head, one_cfg, one_params in parts:
             name, section = head, script
             if len(parts) == 1:
@@ -195,7 +198,7 @@ def read_heads(srcs: Sequence[str]) -> list[tuple[str, ModelConfig, Params, str,
             elif isinstance(script, dict):  # a multi-task model section: this head's entry
                 section = script.get("model_dict", {}).get(head)
             heads.append((name, one_cfg, one_params, os.path.abspath(src), section))
-    return heads
+    return heads, aliases
 
 
 def convert(
@@ -229,7 +232,7 @@ def convert(
     if os.path.lexists(dst) and not overwrite:
         raise CheckpointError(f"{dst}: already exists (use --overwrite to replace it)")
     check_replaceable(dst, srcs)
-    heads = read_heads(srcs)
+    heads, aliases = read_heads(srcs)
     if head_names is not None:
         head_names = list(head_names)
         if len(head_names) != len(heads):
@@ -241,6 +244,8 @@ def convert(
     scripts = {h[0]: h[4] for h in heads if h[4]}
     if scripts:
         metadata["model_def_script"] = scripts
+    if head_names is None and aliases:
+        metadata["head_aliases"] = aliases  # so that --model-branch ALIAS still works
     save_model(dst, cfg, params, metadata=metadata, overwrite=overwrite, sources=srcs)
     return cfg
 

@@ -238,6 +238,14 @@ def _head_sections(model_params: dict) -> dict[str, dict]:
     return {SINGLE_TASK_HEAD: model_params}
 
 
+def head_aliases(model_params: dict) -> dict[str, str]:
+    """{alias: head} from the heads' ``model_branch_alias`` lists (DeePMD-kit's other names of
+    a head, accepted by ``--model-branch``)."""
+    sections = model_params.get("model_dict", {})
+    return {alias: head for head, section in sections.items()
+            for alias in section.get("model_branch_alias", [])}  # fmt: skip
+
+
 def _read_head(state: Mapping, section: dict, name: str, ours: str, where: str):
     where = f"{where}: head {name!r}" if name != SINGLE_TASK_HEAD else where
     check_model_section(section, where)
@@ -273,7 +281,8 @@ def read_pytorch_model(path: str | os.PathLike) -> tuple[list[tuple[str, ModelCo
     Returns:
       ([(head name, one-head config, params)], metadata). Heads keep their ``model_dict``
       names; a single-task model's head is ``default``. Metadata holds ``model_def_script``
-      (the ``model`` section) and, for a checkpoint, ``train_infos`` (step, learning rate).
+      (the ``model`` section), ``head_aliases`` ({alias: head}, if any) and, for a checkpoint,
+      ``train_infos`` (step, learning rate).
 
     Raises:
       CheckpointError: not such a file, or variables missing or of the wrong shape.
@@ -287,6 +296,8 @@ def read_pytorch_model(path: str | os.PathLike) -> tuple[list[tuple[str, ModelCo
         ours = DEFAULT_HEAD if name == SINGLE_TASK_HEAD else name
         heads.append((ours, *_read_head(state, section, name, ours, path)))
     meta: dict[str, Any] = {"model_def_script": model_params}
+    if head_aliases(model_params):
+        meta["head_aliases"] = head_aliases(model_params)
     infos = state.get("_extra_state", {}).get("train_infos") if isinstance(state, dict) else None
     if infos:
         meta["train_infos"] = {k: v for k, v in infos.items() if isinstance(v, (int, float))}

@@ -107,6 +107,17 @@ def test_convert_from_the_command_line_keeps_every_head(tmp_path, capsys):
     assert "1 head names ['w'] for 2 heads ['water', 'cho']" in capsys.readouterr().err
 
 
+def test_head_aliases_are_read_and_kept_by_convert(tmp_path):
+    from dpa2_jax.io.deepmd_checkpoint import head_aliases
+
+    sections = {"water": {"model_branch_alias": ["H2O", "Water_1"]}, "cho": {}}
+    assert head_aliases({"model_dict": sections}) == {"H2O": "water", "Water_1": "water"}
+    assert head_aliases({"type_map": ["O"]}) == {}
+    assert read_model(MULTI)[2]["head_aliases"] == {"CHO_molecules": "cho"}
+    assert main(["convert", str(MULTI), str(tmp_path / "m")]) == 0
+    assert read_model(tmp_path / "m")[2]["head_aliases"] == {"CHO_molecules": "cho"}
+
+
 def _water_with_fparam(tmp_path: Path, nframes: int = 2) -> str:
     """Two frames of tests/systems/water/data_0 with a frame parameter (the se_e2_a model's)."""
     src, dst = SYSTEMS / "water" / "data_0", tmp_path / "water_fparam"
@@ -158,11 +169,11 @@ def test_finetune_from_a_checkpoint_on_the_command_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_finetune_from_a_multi_task_checkpoint_head(tmp_path, capsys):
+def test_finetune_from_a_multi_task_checkpoint_head_by_its_alias(tmp_path, capsys):
     system = str(SYSTEMS / "cho_molecules" / "C3H3O4")
     inp = _finetune_input(tmp_path, MULTI, "cho", system)
     code = main(["train", inp, "--workdir", str(tmp_path / "ft"), "--finetune", str(MULTI),
-                 "--model-branch", "cho"])  # fmt: skip
+                 "--model-branch", "CHO_molecules"])  # fmt: skip
     assert code == 0 and "trained 2 steps" in capsys.readouterr().out
     _check_finetuned(tmp_path / "ft", MULTI)
 
