@@ -217,6 +217,7 @@ def read_torch_file(path: str | os.PathLike, torchscript: bool = False) -> Any:
         except CheckpointError:
             raise
         except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, TypeError,
-                IndexError, KeyError, AttributeError, zlib.error) as err:  # fmt: skip
+                IndexError, KeyError, AttributeError, MemoryError, OverflowError,
+                zlib.error) as err:  # fmt: skip
             raise CheckpointError(f"{path}: damaged PyTorch checkpoint: {err}") from err
 
