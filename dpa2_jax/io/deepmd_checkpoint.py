@@ -6,17 +6,15 @@
     frozen.pth     (dp --pt freeze)  a TorchScript module tree; its ``model_def_script``
                                      attribute holds the same ``model`` section
 
-Both are read by ``torch_pickle``. The configuration comes from the ``model`` section through
-the input-JSON path (``deepmd_config.model_config``); the variables from the module tree, whose
-names are DeePMD-kit's PyTorch attribute names::
+Both are read by ``torch_pickle``. The config comes from the ``model`` section (the input-JSON
+path, ``deepmd_config.model_config``), the variables from DeePMD-kit's PyTorch module names::
 
     model.<HEAD>.atomic_model.descriptor.<block>...   descriptor (shared heads: identical copies)
     model.<HEAD>.atomic_model.fitting_net...          fitting net, bias_atom_e, fparam/aparam stats
     model.<HEAD>.atomic_model.out_bias                [1, ntypes, 1] energy bias
 
-A single-task model's head is ``Default``. Each family's variables are mapped by a function in
-``_DESCRIPTORS``; the result is checked leaf by leaf against a freshly initialised model of the
-same config, so a module name we do not know surfaces as a CheckpointError naming it.
+(single-task: HEAD is ``Default``), mapped per family (``_DESCRIPTORS``), then checked leaf by
+leaf against a fresh model of the config: an unknown module surfaces as an error naming it.
 """
 
 from __future__ import annotations
@@ -59,8 +57,7 @@ def nested(flat: Mapping[str, Any], prefix: str) -> dict:
 
 
 def script_state(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
-    """The arrays of a TorchScript module tree, keyed by dotted attribute path (as a state
-    dict is)."""
+    """The arrays of a TorchScript module tree by dotted attribute path, as in a state dict."""
     out: dict[str, np.ndarray] = {}
     if isinstance(obj, ScriptObject):
         for key, value in obj.attributes.items():
@@ -71,7 +68,7 @@ def script_state(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
 
 
 def _items(node: dict) -> list:
-    """The values of a ModuleList/ParameterList node ({"0": ..., "1": ...}) in order."""
+    """The values of a ModuleList/ParameterList node ({"0": ..., "1": ...}), in order."""
     return [node[k] for k in sorted(node, key=int)]
 
 
@@ -114,8 +111,8 @@ def _repformer_layer(node: dict) -> Params:
     for key in _REPFORMER_ATTENTION:
         if key in node:
             p[key] = {sub: layer(v) for sub, v in node[key].items() if isinstance(v, dict)}
-    if "attn2_lm" in node:
-        p["attn2_lm"] = {"w": node["attn2_lm"]["matrix"], "b": node["attn2_lm"]["bias"]}
+    if "attn2_lm" in node:  # a LayerNorm: matrix, bias
+        p["attn2_lm"] = layer(node["attn2_lm"])
     if any(k in node for k in _RESIDUALS):
         for key in _RESIDUALS:
             p[key] = _items(node.get(key, {}))
@@ -172,8 +169,7 @@ def head_params(atomic: dict, cfg: ModelConfig, head: str) -> Params:
 
 # ----------------------------------------------------------------------------- checks
 def check_model_section(section: dict, where: str) -> None:
-    """ConfigError for a ``model`` section this project cannot run (other model types,
-    pair tables, spin), naming the option."""
+    """ConfigError naming a ``model`` option this project cannot run (pair tables, spin...)."""
     for key, allowed in _SUPPORTED_MODEL.items():
         if section.get(key) not in allowed:
             raise ConfigError(f"{where}: model option {key}={section[key]!r} is not supported")
@@ -296,9 +292,8 @@ def read_pytorch_model(path: str | os.PathLike) -> tuple[list[tuple[str, ModelCo
         ours = DEFAULT_HEAD if name == SINGLE_TASK_HEAD else name
         heads.append((ours, *_read_head(state, section, name, ours, path)))
     meta: dict[str, Any] = {"model_def_script": model_params}
-    if head_aliases(model_params):
-        meta["head_aliases"] = head_aliases(model_params)
-    infos = state.get("_extra_state", {}).get("train_infos") if isinstance(state, dict) else None
-    if infos:
-        meta["train_infos"] = {k: v for k, v in infos.items() if isinstance(v, (int, float))}
+    aliases, infos = head_aliases(model_params), state.get("_extra_state", {}).get("train_infos")
+    meta.update({"head_aliases": aliases} if aliases else {})
+    meta.update({"train_infos": {k: v for k, v in infos.items()
+                                 if isinstance(v, (int, float))}} if infos else {})  # fmt: skip
     return heads, meta
