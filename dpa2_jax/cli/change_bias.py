@@ -28,7 +28,8 @@ HELP = "refit a model's energy bias on labelled data"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``dpa2-jax change-bias``."""
-    parser.add_argument("model", metavar="MODEL", help="workdir, model directory or .dp")
+    parser.add_argument("model", metavar="MODEL",
+                        help="workdir, model directory, .dp, or DeePMD-kit .pt/.pth")  # fmt: skip
     parser.add_argument("systems", metavar="SYSTEM", nargs="+", help="labelled systems")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                         help="the model directory (or .dp file) to write")  # fmt: skip

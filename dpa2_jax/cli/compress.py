@@ -28,7 +28,8 @@ HELP = "tabulate a se_e2_a model's embedding nets"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``dpa2-jax compress``."""
-    parser.add_argument("model", metavar="MODEL", help="workdir, model directory or .dp")
+    parser.add_argument("model", metavar="MODEL",
+                        help="workdir, model directory, .dp, or DeePMD-kit .pt/.pth")  # fmt: skip
     parser.add_argument("output", metavar="OUTPUT", help="the model directory to write")
     parser.add_argument("-t", "--data", nargs="+", metavar="SYSTEM", default=None,
                         help="training systems: their closest pair sets the table range")  # fmt: skip

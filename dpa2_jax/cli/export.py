@@ -24,7 +24,8 @@ HELP = "dpa2_jax model -> DeePMD .dp file"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``dpa2-jax export``."""
-    parser.add_argument("src", metavar="SRC", help="dpa2_jax model directory or .dp file")
+    parser.add_argument("src", metavar="SRC",
+                        help="dpa2_jax model directory, .dp, or DeePMD-kit .pt/.pth")  # fmt: skip
     parser.add_argument("dst", metavar="DST.dp", help="the .dp file to write")
     parser.add_argument("--head", default=None,
                         help="head to export (required for multi-head models)")  # fmt: skip

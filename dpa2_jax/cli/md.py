@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``dpa2-jax md``."""
     add = parser.add_argument
     # fmt: off
-    add("model", metavar="MODEL", help=".dp file or dpa2_jax model directory")
+    add("model", metavar="MODEL", help=".dp/.pt/.pth file or dpa2_jax model directory")
     add("structure", metavar="STRUCTURE", help="ASE-readable file or DeePMD npy system folder")
     add("--ensemble", choices=["nve", "nvt", "npt"], default="nve", help="nve (default), nvt or npt")
     add("--thermostat", choices=["nose-hoover", "langevin"], default="nose-hoover",

@@ -53,7 +53,8 @@ HELP = "MAE/RMSE of energies (eV), forces (eV/A), virials (eV) on labelled data"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``dpa2-jax test``."""
-    parser.add_argument("model", metavar="MODEL", help="model directory or .dp file")
+    parser.add_argument("model", metavar="MODEL",
+                        help="model directory, .dp, or DeePMD-kit .pt/.pth file")  # fmt: skip
     parser.add_argument("systems", nargs="+", metavar="SYSTEM", help="system, folder or file")
     parser.add_argument("--head", default=None, help="head of a multi-head model")
     parser.add_argument(

@@ -36,7 +36,8 @@ Several devices: every visible device trains data parallel, each on its own batc
 batch_size frames (global batch = devices x batch_size); --distributed starts one process per
 host (docs/distributed.md).
 
-Fine-tuning: --finetune PRETRAINED (a training workdir, model directory or DeePMD .dp) with
+Fine-tuning: --finetune PRETRAINED (a training workdir, model directory, DeePMD-kit .dp, or a
+DeePMD-kit PyTorch checkpoint model.ckpt.pt / frozen .pth, read without torch) with
 --model-branch HEAD (start from that head's fitting net) or RANDOM (a fresh one). The input's
 type map wins: new elements get new type-embedding rows and statistics (with a warning); the
 energy bias is refitted on the training data first (as `dpa2-jax change-bias`). Options:
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--finetune",
         metavar="PRETRAINED",
         default=None,
-        help="start from a pretrained model (workdir, model directory or .dp)",
+        help="start from a pretrained model (workdir, model directory, DeePMD-kit .dp, "
+        ".pt checkpoint or frozen .pth)",
     )
     parser.add_argument(
         "--model-branch",

@@ -21,6 +21,8 @@ import numpy as np
 from dpa2_jax.errors import CheckpointError, ConfigError
 from dpa2_jax.fitting.energy import FittingConfig
 from dpa2_jax.io.checkpoints import check_replaceable, load_model, save_model
+from dpa2_jax.io.deepmd_checkpoint import SUFFIXES as PYTORCH_SUFFIXES
+from dpa2_jax.io.deepmd_checkpoint import read_pytorch_model
 from dpa2_jax.io.deepmd_config import model_section
 from dpa2_jax.io.deepmd_export import to_deepmd
 from dpa2_jax.io.deepmd_model import from_deepmd, model_json
@@ -34,8 +36,9 @@ DESCRIPTOR_RTOL = 1e-12  # relative to the largest |value| of the variable
 
 
 def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, Any]]:
-    """(config, params, metadata) of a `.dp` file, a dpa2_jax model directory, or a training
-    workdir (its `model/`)."""
+    """(config, params, metadata) of a `.dp` file, a DeePMD-kit PyTorch checkpoint (`.pt`,
+    every head) or frozen model (`.pth`), a dpa2_jax model directory, or a training workdir
+    (its `model/`)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such model file or directory")
@@ -46,8 +49,13 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
         ):
             return load_model(trained)
         return load_model(path)
+    if path.endswith(PYTORCH_SUFFIXES):
+        heads, meta = read_pytorch_model(path)
+        cfg, params = merge_heads(heads)
+        return cfg, params, meta
     if not path.endswith(".dp"):
-        raise CheckpointError(f"{path}: expected a DeePMD .dp file or a dpa2_jax model directory")
+        raise CheckpointError(f"{path}: expected a DeePMD-kit .dp, .pt or .pth file or a "
+                              "dpa2_jax model directory")  # fmt: skip
     data = read_dp(path)
     try:
         cfg, params = from_deepmd(model_json(data))
@@ -58,9 +66,9 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
 
 
 def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
-    """Loads a DeePMD ``.dp`` file, a dpa2_jax model directory or a training workdir as a
-    ``Potential``; turns on ``jax_enable_x64`` for a float64 model (with a warning;
-    ``model/jax_setup.py``)."""
+    """Loads a DeePMD-kit ``.dp`` file, ``.pt`` training checkpoint (every head) or frozen
+    ``.pth`` model, a dpa2_jax model directory or a training workdir as a ``Potential``;
+    turns on ``jax_enable_x64`` for a float64 model (with a warning; ``model/jax_setup.py``)."""
     cfg, params, _ = read_model(path)
     enable_x64_for(cfg.descriptor.precision)
     return Potential(cfg, params, atoms_per_batch=atoms_per_batch)
@@ -160,18 +168,54 @@ def merge_heads(models: Sequence[tuple[str, ModelConfig, Params]]) -> tuple[Mode
     return cfg, {"descriptor": params0["descriptor"], "heads": head_params}
 
 
+def split_heads(cfg: ModelConfig, params: Params) -> list[tuple[str, ModelConfig, Params]]:
+    """One single-head (name, config, params) per head of a model, sharing its descriptor."""
+    return [
+        (name, dataclasses.replace(cfg, heads=((name, fitting),)),
+         {"descriptor": params["descriptor"], "heads": {name: params["heads"][name]}})
+        for name, fitting in cfg.heads
+    ]  # fmt: skip
+
+
+def read_heads(srcs: Sequence[str]) -> tuple[list[tuple[str, ModelConfig, Params, str, Any]],
+                                              dict[str, str]]:  # fmt: skip
+    """([(head name, one-head config, params, source path, model section or None)] of every
+    head of every source, for ``merge_heads``; {alias: head} of the multi-head sources). Heads
+    of a multi-head source keep their names; a single-head source's head is named after its
+    file stem, or "default" if it is the only source."""
+    heads, aliases = [], {}
+    for src in srcs:
+        cfg, params, meta = read_model(src)
+        parts = split_heads(cfg, params)
+        script = meta.get("model_def_script")
+        if len(parts) > 1:
+            aliases.update(meta.get("head_aliases", {}))
+        for head, one_cfg, one_params in parts:
+            name, section = head, script
+            if len(parts) == 1:
+                stem = os.path.splitext(os.path.basename(os.path.normpath(src)))[0]
+                name = DEFAULT_HEAD if len(srcs) == 1 else stem
+            elif isinstance(script, dict):  # a multi-task model section: this head's entry
+                section = script.get("model_dict", {}).get(head)
+            heads.append((name, one_cfg, one_params, os.path.abspath(src), section))
+    return heads, aliases
+
+
 def convert(
     srcs: Sequence[str | os.PathLike],
     dst: str | os.PathLike,
     head_names: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> ModelConfig:
-    """Converts `.dp` files (one head each) into one dpa2_jax model directory.
+    """Converts DeePMD-kit models into one dpa2_jax model directory.
 
     Args:
-      srcs: DeePMD `.dp` files (or single-head dpa2_jax model directories).
+      srcs: DeePMD `.dp` files (one head each), PyTorch `.pt` checkpoints (every head) or
+        frozen `.pth` models, or dpa2_jax model directories; all heads must share one
+        descriptor.
       dst: the model directory to write.
-      head_names: one name per source; default the file stems, or "default" for one source.
+      head_names: one name per head; default: a multi-head source's own head names, else the
+        file stems, or "default" for a single one-head source.
       overwrite: replace an existing `dst`, which must be a dpa2_jax model directory (or an
         empty folder) holding none of `srcs`; anything else is refused, never deleted.
 
@@ -188,22 +232,20 @@ def convert(
     if os.path.lexists(dst) and not overwrite:
         raise CheckpointError(f"{dst}: already exists (use --overwrite to replace it)")
     check_replaceable(dst, srcs)
-    if head_names is None:
-        stems = [os.path.splitext(os.path.basename(os.path.normpath(s)))[0] for s in srcs]
-        head_names = [DEFAULT_HEAD] if len(srcs) == 1 else stems
-    head_names = list(head_names)
-    if len(head_names) != len(srcs):
-        raise ConfigError(f"{len(head_names)} head names {head_names} for {len(srcs)} models")
-    models, scripts = [], {}
-    for name, src in zip(head_names, srcs):
-        cfg, params, meta = read_model(src)
-        models.append((name, cfg, params))
-        if meta.get("model_def_script"):
-            scripts[name] = meta["model_def_script"]
-    cfg, params = merge_heads(models)
-    metadata = {"converted_from": dict(zip(head_names, map(os.path.abspath, srcs)))}
+    heads, aliases = read_heads(srcs)
+    if head_names is not None:
+        head_names = list(head_names)
+        if len(head_names) != len(heads):
+            raise ConfigError(f"{len(head_names)} head names {head_names} for "
+                              f"{len(heads)} heads {[h[0] for h in heads]}")  # fmt: skip
+        heads = [(new, *rest) for new, (_, *rest) in zip(head_names, heads)]
+    cfg, params = merge_heads([(name, c, p) for name, c, p, _, _ in heads])
+    metadata: dict[str, Any] = {"converted_from": {h[0]: h[3] for h in heads}}
+    scripts = {h[0]: h[4] for h in heads if h[4]}
     if scripts:
         metadata["model_def_script"] = scripts
+    if head_names is None and aliases:
+        metadata["head_aliases"] = aliases  # so that --model-branch ALIAS still works
     save_model(dst, cfg, params, metadata=metadata, overwrite=overwrite, sources=srcs)
     return cfg
 

@@ -16,9 +16,11 @@ from dpa2_jax.fitting.energy import FittingConfig
 from dpa2_jax.model.config import DEFAULT_HEAD, ModelConfig, descriptor_config
 from dpa2_jax.options import dataclass_kwargs
 
-# fitting_net options DeePMD accepts that change nothing numerically here.
+# fitting_net options DeePMD accepts that change nothing numerically here (dim_case_embd and
+# use_aparam_as_mask only at their defaults, checked first).
 _FITTING_IGNORED = {
     "type", "seed", "trainable", "_comment", "rcond", "atom_ener", "use_aparam_as_mask",
+    "dim_case_embd",
 }  # fmt: skip
 
 

@@ -54,7 +54,8 @@ TYPE_ROWS = ("davg", "dstd", "bias_atom_e", "out_bias")  # leaves whose first ax
 
 @dataclasses.dataclass(frozen=True)
 class Finetune:
-    """What to fine-tune from: a model path (workdir, model directory or ``.dp``) and the head
+    """What to fine-tune from: a model path (workdir, model directory, DeePMD-kit ``.dp``,
+    ``.pt`` checkpoint or frozen ``.pth``) and the head
     to start from (a head name, ``RANDOM``, or None for a single-head model)."""
 
     path: str
@@ -65,8 +66,9 @@ def finetune_params(
     cfg: ModelConfig, ft: Finetune, systems: Sequence[System], max_frames: int, seed: int
 ) -> Params:
     """Parameters of ``cfg`` (one head) at the start of fine-tuning (module docstring)."""
-    old_cfg, old_params, _ = read_model(ft.path)
-    params = carry_over(old_cfg, old_params, cfg, ft.model_branch, seed, ft.path)
+    old_cfg, old_params, meta = read_model(ft.path)
+    branch = meta.get("head_aliases", {}).get(ft.model_branch, ft.model_branch)  # DeePMD's aliases
+    params = carry_over(old_cfg, old_params, cfg, branch, seed, ft.path)
     new = [t for t, e in enumerate(cfg.type_map) if e not in old_cfg.type_map]
     if new:  # environment statistics of the new elements from the fine-tuning data
         stats = compute_statistics(cfg, systems, max_frames)["descriptor"]

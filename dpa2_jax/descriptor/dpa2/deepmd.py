@@ -320,7 +320,7 @@ def _input_options(cls, section: dict, what: str, aliases: dict | None = None) -
     out = {}
     for key, value in section.items():
         key = (aliases or {}).get(key, key)
-        if key in _INPUT_IGNORED:
+        if key in _INPUT_IGNORED or (key == "ln_eps" and value is None):  # None: DeePMD's 1e-5
             continue
         out[key] = value
     return dataclass_kwargs(cls, out, what)
