@@ -47,3 +47,27 @@ def test_kept_edges_are_ranked_among_the_kept():
         rows = (np.asarray(graph.receivers) == c) & kept & (original >= 0)
         order = np.argsort(original[rows])
         assert np.asarray(slot)[rows][order].tolist() == list(range(rows.sum()))
+
+
+def test_slots_ranked_on_the_device_give_the_same_exclusion():
+    """JAX-MD's path (edges unsorted, ranked in jit by select_slots) excludes the same way."""
+    from dpa2_jax.graph import BucketPadder
+    from dpa2_jax.graph.slots import select_slots
+
+    rng = np.random.default_rng(1)
+    positions = rng.uniform(0, 4, (12, 3))
+    species = rng.integers(0, 4, 12)
+    graph = frame_to_graph(positions, species, None, rcut=3.0, sel=5)
+    pairs = ((0, 1), (2, 2))
+    host = np.asarray(exclude_pairs(graph, jnp.asarray(species), pairs, sel=5))
+    order = rng.permutation(len(graph.senders))
+    shuffled = graph._replace(
+        senders=graph.senders[order],
+        receivers=graph.receivers[order],
+        edges={"shifts": graph.edges["shifts"][order], "slot": np.full(len(order), -7, np.int32)},
+    )
+    padded = BucketPadder()(shuffled)  # select_slots reads jraph's padding
+    ranked = select_slots(padded, fields.positions(padded), fields.cells(padded), 3.0, 5)
+    device = exclude_pairs(padded, jnp.asarray(fields.species(padded)), pairs, 5, ranked)
+    np.testing.assert_array_equal(np.asarray(device)[: len(order)], host[order])
+    assert np.any(host == -1) and np.any(host >= 0)
