@@ -5,8 +5,9 @@
 
 Frame parameters come from ``graph.globals["fparam"]`` [n_graph, numb_fparam] and atomic
 parameters from ``graph.nodes["aparam"]`` [n_node, numb_aparam] when the head has them.
-Model-level ``pair_exclude_types`` drop those edges (their slots stay empty) before the
-descriptor.
+Model-level ``pair_exclude_types`` drop those edges before the descriptor; the kept neighbors
+behind them move up, so the smaller lists (three-body, repformer) are filled as in DeePMD-kit
+(``exclude_pairs``).
 
 ``make_energy_fn(cfg, head)`` returns ``energy_fn(params, graph, positions, cells)``, the one
 function evaluation, training and MD share (forces and virials: ``derivatives.py``). It is not
@@ -116,7 +117,7 @@ def make_atomic_energy_core(
         if slots_on_device:
             slot = select_slots(graph, positions, cells, desc_cfg.rcut, desc_cfg.sel)
         if cfg.pair_exclude_types:
-            slot = exclude_pairs(graph, species, cfg.pair_exclude_types, slot)
+            slot = exclude_pairs(graph, species, cfg.pair_exclude_types, desc_cfg.sel, slot)
         nb = dense_neighborhood(graph, positions, cells, desc_cfg.sel, slot)
         if delta is not None:
             nb = dataclasses.replace(nb, diff=nb.diff + jnp.where(nb.mask[..., None], delta, 0.0))
@@ -138,19 +139,35 @@ def exclude_pairs(
     graph: jraph.GraphsTuple,
     species: Array,
     pairs: tuple[tuple[int, int], ...],
+    sel: int,
     slot: Array | None = None,
 ) -> Array:
-    """Edge slots [n_edge] with the edges of excluded (center, neighbor) type pairs set to -1.
+    """Edge slots [n_edge] with the edges of excluded (center, neighbor) type pairs removed.
 
-    Both orders of each pair are excluded (DeePMD's ``PairExcludeMask``); the other edges keep
-    their slots, as DeePMD's neighbor list keeps the holes (-1) in place.
+    Both orders of each pair are excluded (DeePMD's ``PairExcludeMask``). As in DeePMD-kit,
+    exclusion acts on the nearest-``sel`` list: an excluded edge gets slot -1, no neighbor
+    beyond the first ``sel`` takes its place, and the kept edges move up over the holes in
+    distance order (DeePMD sorts the holes to the end before it cuts the three-body and
+    repformer lists from the first slots). Edges at slot >= ``sel`` keep their slot.
+
+    Args:
+      graph: the batch; species: [n_node] int types; pairs: excluded (t_i, t_j) pairs.
+      sel: slots per center (the largest ``nsel`` of the model).
+      slot: [n_edge] distance ranks (-1 for none); default ``graph.edges["slot"]``.
     """
     slot = fields.slots(graph) if slot is None else slot
     ti, tj = species[graph.receivers], species[graph.senders]
     excluded = jnp.zeros(slot.shape, bool)
     for a, b in pairs:
         excluded |= ((ti == a) & (tj == b)) | ((ti == b) & (tj == a))
-    return jnp.where(excluded, -1, slot)
+    n_node = species.shape[0]
+    listed = (slot >= 0) & (slot < sel)
+    row = jnp.where(listed, graph.receivers, n_node)  # unlisted edges go to a spare row
+    col = jnp.where(listed, slot, 0)
+    holes = jnp.zeros((n_node + 1, sel), jnp.int32).at[row, col].add(excluded & listed)
+    holes_before = jnp.cumsum(holes, axis=1) - holes  # [n_node + 1, sel] holes nearer than a slot
+    moved = jnp.where(listed, slot - holes_before[row, col], slot)
+    return jnp.where(excluded, -1, moved).astype(slot.dtype)
 
 
 def fitting_parameters(

@@ -18,13 +18,27 @@ from dpa2_jax.io.deepmd_model import from_deepmd
 from dpa2_jax.model.potential import Potential
 
 REF = Path(__file__).resolve().parent.parent / "reference" / "model_options"
-# Each model once in the default suite (one periodic, one free-space frame); all four with -m slow.
-DEFAULT_CASES = {("fparam", "small_cell"), ("exclusions", "molecule")}
+# model -> its geometries; exclusions_ho: H-O pairs and N atoms excluded, the three-body and
+# repformer lists truncated in water, statistics random per slot (issue 27).
+GEOMETRIES = {
+    "fparam": ("molecule", "small_cell"),
+    "exclusions": ("molecule", "small_cell"),
+    "exclusions_ho": ("chno_molecule", "water"),
+}
+MODELS = tuple(GEOMETRIES)
+# Each model once in the default suite (exclusions on small_cell shares its compilation with
+# the tests below); every case with -m slow.
+DEFAULT_CASES = {
+    ("fparam", "small_cell"),
+    ("exclusions", "small_cell"),
+    ("exclusions_ho", "chno_molecule"),
+}
 CASES = [
     (m, g) if (m, g) in DEFAULT_CASES else pytest.param(m, g, marks=pytest.mark.slow)
-    for m in ("fparam", "exclusions")
-    for g in ("molecule", "small_cell")
+    for m, gs in GEOMETRIES.items()
+    for g in gs
 ]
+PERIODIC = {"fparam": "small_cell", "exclusions": "small_cell", "exclusions_ho": "water"}
 KEYS = ("energy", "forces", "virial", "atom_energy", "atom_virial")
 TOL = 1e-10
 
@@ -47,7 +61,7 @@ def _inputs(data) -> dict:
 
 @pytest.fixture(scope="module")
 def potentials():
-    return {name: dpa2_jax.load(REF / f"{name}.dp") for name in ("fparam", "exclusions")}
+    return {name: dpa2_jax.load(REF / f"{name}.dp") for name in MODELS}
 
 
 @pytest.mark.parametrize("model,geometry", CASES)
@@ -66,6 +80,8 @@ def test_options_are_read(potentials):
     assert (fit.numb_fparam, fit.numb_aparam) == (2, 3)
     cfg = potentials["exclusions"].config
     assert cfg.pair_exclude_types == ((0, 1), (3, 3)) and cfg.atom_exclude_types == (2,)
+    cfg = potentials["exclusions_ho"].config
+    assert cfg.pair_exclude_types == ((1, 3),) and cfg.atom_exclude_types == (2,)
 
 
 def test_exclusions_change_the_numbers(potentials):
@@ -78,6 +94,46 @@ def test_exclusions_change_the_numbers(potentials):
     out = plain.evaluate(**_inputs(data))
     assert abs(out["energy"][0] - data["energy"][0]) > 1e-3
     assert not np.any(data["atom_energy"][0][data["atom_types"] == 2])
+
+
+def _moved_up(pot, data, rcut: float, nsel: int) -> tuple[int, int]:
+    """(centers with an excluded neighbor among their first ``nsel`` within ``rcut``, those
+    of them whose list at (rcut, nsel) is cut: a farther neighbor moves into it)."""
+    from dpa2_jax.graph import fields, frame_to_graph
+
+    desc, types = pot.config.descriptor, data["atom_types"]
+    cells = data["cells"][0] if "cells" in data else None
+    graph = frame_to_graph(data["coords"][0], types, cells, desc.rcut, desc.sel)
+    dist = np.linalg.norm(fields.edge_vectors(graph), axis=-1)
+    slot = np.asarray(fields.slots(graph))
+    pairs = {p for a, b in pot.config.pair_exclude_types for p in ((a, b), (b, a))}
+    ends = zip(types[graph.receivers], types[graph.senders])
+    excluded = np.array([(ti, tj) in pairs for ti, tj in ends])
+    near = (slot >= 0) & (dist <= rcut)
+    holed = np.unique(graph.receivers[near & (slot < nsel) & excluded])
+    cut = np.bincount(graph.receivers[near], minlength=len(types)) > nsel
+    return len(holed), int(cut[holed].sum())
+
+
+def test_exclusion_references_put_holes_in_the_smaller_lists(potentials):
+    """Guards the exclusions_ho parity test (issue 27): excluded H-O neighbors sit inside the
+    three-body and repformer lists, in water those lists are cut (so a farther neighbor moves
+    in), and the statistics differ per slot (so the slot order counts in the molecule too)."""
+    pot = potentials["exclusions_ho"]
+    desc = pot.config.descriptor
+    blocks = {
+        "three_body": (desc.repinit.three_body_rcut, desc.repinit.three_body_sel),
+        "repformer": (desc.repformer.rcut, desc.repformer.nsel),
+    }
+    for geometry, least in (("water", 20), ("chno_molecule", 1)):
+        data = np.load(REF / f"exclusions_ho__{geometry}.npz")
+        for block, (rcut, nsel) in blocks.items():
+            holed, cut = _moved_up(pot, data, rcut, nsel)
+            assert holed >= least and (geometry != "water" or cut >= least), (geometry, block)
+    for block in ("repinit", "three_body", "repformers"):
+        davg = np.asarray(pot.params["descriptor"][block]["davg"])
+        assert np.abs(np.diff(davg, axis=1)).max() > 1e-3, block
+    assert 2 in data["atom_types"] and not np.any(data["atom_energy"][0][data["atom_types"] == 2])
 
 
 def test_fparam_changes_the_numbers_and_broadcasts(potentials):
@@ -105,7 +161,7 @@ def test_atom_virial_with_unwrapped_coordinates(potentials):
         np.testing.assert_allclose(out[key], ref[key], rtol=0, atol=1e-10, err_msg=key)
 
 
-@pytest.mark.parametrize("name", ["fparam", "exclusions"])
+@pytest.mark.parametrize("name", MODELS)
 def test_dp_round_trip_is_exact(name):
     data = _dp_dict(name)
     cfg, params = from_deepmd(data["model"])
@@ -133,14 +189,14 @@ def _assert_same(a, b, path):
         assert a == b or (isinstance(a, (list, tuple)) and list(a) == list(b)), (path, a, b)
 
 
-@pytest.mark.parametrize("name", ["fparam", "exclusions"])
+@pytest.mark.parametrize("name", MODELS)
 def test_deepmd_evaluates_our_export(tmp_path, name):
     """DeePMD-kit (numpy backend, energies) reads our export and gives its own numbers."""
     from deepmd.dpmodel.model.base_model import BaseModel
 
     cfg, params = from_deepmd(_dp_dict(name)["model"])
     model = BaseModel.deserialize(to_deepmd(cfg, params))
-    data = np.load(REF / f"{name}__small_cell.npz")
+    data = np.load(REF / f"{name}__{PERIODIC[name]}.npz")
     kw = {}
     if "fparam" in data:
         kw = {"fparam": data["fparam"], "aparam": data["aparam"]}
@@ -155,7 +211,7 @@ def test_deepmd_evaluates_our_export(tmp_path, name):
     )
 
 
-@pytest.mark.parametrize("name", ["fparam", "exclusions"])
+@pytest.mark.parametrize("name", MODELS)
 def test_model_directory_round_trip(tmp_path, name):
     """.dp -> model directory (model.json + params) -> the same config and parameters."""
     import jax
@@ -231,7 +287,7 @@ def test_forces_fn_reads_parameters_from_the_graph(potentials):
         make_forces_fn(pot.config)(pot.params, frame_to_graph(*args, aparam=data["aparam"][0]))
 
 
-@pytest.mark.parametrize("name", ["fparam", "exclusions"])
+@pytest.mark.parametrize("name", MODELS)
 def test_input_section_round_trip(potentials, name):
     """DeePMD input ``model`` section <-> ModelConfig keeps the new options."""
     from dpa2_jax.io.deepmd_config import model_config, model_section
