@@ -22,8 +22,8 @@ with the configuration + params/ Orbax checkpoint), loadable with dpa2_jax.load(
   frozen.pth     a model frozen by `dp --pt freeze` (TorchScript; read, never run).
   model.dp       the HDF5 file written by `dp convert-backend` or by `dpa2-jax export`.
 
-Several files become one multi-task model with a head each; they must share the type map and
-the descriptor (same options, every variable equal to 1e-12 relative), as models fine-tuned
+Several files become one multi-task model with a head each (--head keeps one head of a
+multi-task file instead); they must share the type map and the descriptor (same options, every variable equal to 1e-12 relative), as models fine-tuned
 from one pre-trained model with a frozen descriptor do. Numbers are copied unchanged: lengths in
 Angstrom, energies in eV.
 """
@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated head names, one per head (default: a multi-task "
                         "checkpoint's own head names; else the file stems, 'default' for a "
                         "single file)")  # fmt: skip
+    parser.add_argument("--head", metavar="NAME", default=None,
+                        help="keep only this head (or DeePMD-kit model_branch_alias) of a "
+                        "multi-task SRC, as `dp freeze --head` does")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing DST_DIR; only a dpa2_jax model directory (or "
                         "an empty folder) holding none of the sources is ever replaced")  # fmt: skip
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     names = None
     if args.head_names is not None:
         names = [n.strip() for n in args.head_names.split(",")]
-    cfg = convert_io.convert(srcs, dst, head_names=names, overwrite=args.overwrite)
+    cfg = convert_io.convert(srcs, dst, head_names=names, overwrite=args.overwrite,
+                             head=args.head)  # fmt: skip
     logger.info("wrote %s: type map %s, heads %s", dst, list(cfg.type_map), list(cfg.head_names))
     return 0

@@ -35,11 +35,22 @@ from dpa2_jax.typing import Params
 DESCRIPTOR_RTOL = 1e-12  # relative to the largest |value| of the variable
 
 
-def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, Any]]:
+def read_model(
+    path: str | os.PathLike, head: str | None = None
+) -> tuple[ModelConfig, Params, dict[str, Any]]:
     """(config, params, metadata) of a `.dp` file, a DeePMD-kit PyTorch checkpoint (`.pt`,
     every head) or frozen model (`.pth`), a dpa2_jax model directory, or a training workdir
-    (its `model/`)."""
+    (its `model/`); with ``head`` (a name or DeePMD-kit alias), that head only."""
     path = os.fspath(path)
+    if head is not None and not path.endswith(PYTORCH_SUFFIXES):
+        cfg, params, meta = read_model(path)
+        name = meta.get("head_aliases", {}).get(head, head)
+        try:
+            name = cfg.resolve_head(name)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+        [(name, cfg, params)] = [h for h in split_heads(cfg, params) if h[0] == name]
+        return cfg, params, meta
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such model file or directory")
     if os.path.isdir(path):
@@ -50,8 +61,17 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
             return load_model(trained)
         return load_model(path)
     if path.endswith(PYTORCH_SUFFIXES):
-        heads, meta = read_pytorch_model(path)
-        cfg, params = merge_heads(heads)
+        heads, meta = read_pytorch_model(path, head)
+        try:
+            cfg, params = merge_heads(heads)
+        except ConfigError as err:  # DeePMD-kit shares only some modules between heads
+            raise ConfigError(
+                f"{path}: {err}. DeePMD-kit's multi-task training does not share every "
+                "descriptor variable between heads (a DPA-2's tebd_transform, used with "
+                "add_tebd_to_repinit_out, stays per head); read one head: dpa2-jax convert "
+                "FILE DST --head NAME, dpa2_jax.load(FILE, head=NAME), or --model-branch NAME "
+                "when fine-tuning"
+            ) from err
         return cfg, params, meta
     if not path.endswith(".dp"):
         raise CheckpointError(f"{path}: expected a DeePMD-kit .dp, .pt or .pth file or a "
@@ -65,11 +85,14 @@ def read_model(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict[str, 
     return cfg, params, {"model_def_script": script} if script else {}
 
 
-def load(path: str | os.PathLike, atoms_per_batch: int = 2048) -> Potential:
+def load(
+    path: str | os.PathLike, atoms_per_batch: int = 2048, head: str | None = None
+) -> Potential:
     """Loads a DeePMD-kit ``.dp`` file, ``.pt`` training checkpoint (every head) or frozen
-    ``.pth`` model, a dpa2_jax model directory or a training workdir as a ``Potential``;
-    turns on ``jax_enable_x64`` for a float64 model (with a warning; ``model/jax_setup.py``)."""
-    cfg, params, _ = read_model(path)
+    ``.pth`` model, a dpa2_jax model directory or a training workdir as a ``Potential``
+    (with ``head``, that head only); turns on ``jax_enable_x64`` for a float64 model (with a
+    warning; ``model/jax_setup.py``)."""
+    cfg, params, _ = read_model(path, head)
     enable_x64_for(cfg.descriptor.precision)
     return Potential(cfg, params, atoms_per_batch=atoms_per_batch)
 
@@ -177,28 +200,32 @@ def split_heads(cfg: ModelConfig, params: Params) -> list[tuple[str, ModelConfig
     ]  # fmt: skip
 
 
-def read_heads(srcs: Sequence[str]) -> tuple[list[tuple[str, ModelConfig, Params, str, Any]],
-                                              dict[str, str]]:  # fmt: skip
+def read_heads(
+    srcs: Sequence[str], head: str | None = None
+) -> tuple[list[tuple[str, ModelConfig, Params, str, Any]], dict[str, str]]:
     """([(head name, one-head config, params, source path, model section or None)] of every
-    head of every source, for ``merge_heads``; {alias: head} of the multi-head sources). Heads
-    of a multi-head source keep their names; a single-head source's head is named after its
-    file stem, or "default" if it is the only source."""
+    head of every source (only ``head`` of a single source), for ``merge_heads``; {alias: head}
+    of the multi-head sources). Heads of a multi-head source keep their names; a single-head
+    source's head is named after its file stem, or "default" if it is the only source."""
+    if head is not None and len(srcs) != 1:
+        raise ConfigError(f"--head {head}: choose a head of one source, not of {len(srcs)}")
     heads, aliases = [], {}
     for src in srcs:
-        cfg, params, meta = read_model(src)
+        cfg, params, meta = read_model(src, head)
         parts = split_heads(cfg, params)
         script = meta.get("model_def_script")
-        if len(parts) > 1:
+        if len(parts) > 1 or head is not None:
             aliases.update(meta.get("head_aliases", {}))
-        for head, one_cfg, one_params in parts:
-            name, section = head, script
-            if len(parts) == 1:
+        for name, one_cfg, one_params in parts:
+            section = script
+            if isinstance(script, dict) and "model_dict" in script:  # this head's entry
+                section = script["model_dict"].get(name)
+            elif len(parts) == 1 and head is None:
                 stem = os.path.splitext(os.path.basename(os.path.normpath(src)))[0]
                 name = DEFAULT_HEAD if len(srcs) == 1 else stem
-            elif isinstance(script, dict):  # a multi-task model section: this head's entry
-                section = script.get("model_dict", {}).get(head)
             heads.append((name, one_cfg, one_params, os.path.abspath(src), section))
-    return heads, aliases
+    kept = {h[0] for h in heads}
+    return heads, {alias: h for alias, h in aliases.items() if h in kept}
 
 
 def convert(
@@ -206,6 +233,7 @@ def convert(
     dst: str | os.PathLike,
     head_names: Sequence[str] | None = None,
     overwrite: bool = False,
+    head: str | None = None,
 ) -> ModelConfig:
     """Converts DeePMD-kit models into one dpa2_jax model directory.
 
@@ -218,6 +246,7 @@ def convert(
         file stems, or "default" for a single one-head source.
       overwrite: replace an existing `dst`, which must be a dpa2_jax model directory (or an
         empty folder) holding none of `srcs`; anything else is refused, never deleted.
+      head: keep only this head (a name or DeePMD-kit alias) of a single multi-head source.
 
     Returns:
       The written model's config.
@@ -232,7 +261,7 @@ def convert(
     if os.path.lexists(dst) and not overwrite:
         raise CheckpointError(f"{dst}: already exists (use --overwrite to replace it)")
     check_replaceable(dst, srcs)
-    heads, aliases = read_heads(srcs)
+    heads, aliases = read_heads(srcs, head)
     if head_names is not None:
         head_names = list(head_names)
         if len(head_names) != len(heads):

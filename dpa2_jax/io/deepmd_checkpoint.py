@@ -270,9 +270,11 @@ def _read_head(state: Mapping, section: dict, name: str, ours: str, where: str):
     return cfg, params
 
 
-def read_pytorch_model(path: str | os.PathLike) -> tuple[list[tuple[str, ModelConfig, Params]],
-                                                         dict[str, Any]]:  # fmt: skip
-    """Every head of a DeePMD-kit ``.pt`` checkpoint or frozen ``.pth`` model.
+def read_pytorch_model(
+    path: str | os.PathLike, head: str | None = None
+) -> tuple[list[tuple[str, ModelConfig, Params]], dict[str, Any]]:
+    """Every head of a DeePMD-kit ``.pt`` checkpoint or frozen ``.pth`` model, or only ``head``
+    (a ``model_dict`` name or one of its ``model_branch_alias`` names).
 
     Returns:
       ([(head name, one-head config, params)], metadata). Heads keep their ``model_dict``
@@ -282,13 +284,20 @@ def read_pytorch_model(path: str | os.PathLike) -> tuple[list[tuple[str, ModelCo
 
     Raises:
       CheckpointError: not such a file, or variables missing or of the wrong shape.
-      ConfigError: a model option, model type or descriptor this project does not support.
+      ConfigError: a model option, model type or descriptor this project does not support, or
+        no head ``head`` (the heads are listed).
     """
     path = os.fspath(path)
     obj = read_torch_file(path, torchscript=path.endswith(".pth"))
     state, model_params = _state_and_params(obj, path)
+    sections = _head_sections(model_params)
+    if head is not None:
+        name = head_aliases(model_params).get(head, head)
+        if name not in sections or name == SINGLE_TASK_HEAD:
+            raise ConfigError(f"{path}: unknown head {head!r}; this model has {list(sections)}")
+        sections = {name: sections[name]}
     heads = []
-    for name, section in _head_sections(model_params).items():
+    for name, section in sections.items():
         ours = DEFAULT_HEAD if name == SINGLE_TASK_HEAD else name
         heads.append((ours, *_read_head(state, section, name, ours, path)))
     meta: dict[str, Any] = {"model_def_script": model_params}

@@ -66,8 +66,15 @@ def finetune_params(
     cfg: ModelConfig, ft: Finetune, systems: Sequence[System], max_frames: int, seed: int
 ) -> Params:
     """Parameters of ``cfg`` (one head) at the start of fine-tuning (module docstring)."""
-    old_cfg, old_params, meta = read_model(ft.path)
-    branch = meta.get("head_aliases", {}).get(ft.model_branch, ft.model_branch)  # DeePMD's aliases
+    if ft.model_branch in (None, RANDOM):
+        old_cfg, old_params, _ = read_model(ft.path)
+        branch = ft.model_branch
+    else:  # only that head is read (a name or DeePMD-kit alias)
+        try:
+            old_cfg, old_params, _ = read_model(ft.path, ft.model_branch)
+        except ConfigError as err:
+            raise ConfigError(f"--model-branch: {err} (or RANDOM for a fresh head)") from err
+        branch = old_cfg.head_names[0]
     params = carry_over(old_cfg, old_params, cfg, branch, seed, ft.path)
     new = [t for t, e in enumerate(cfg.type_map) if e not in old_cfg.type_map]
     if new:  # environment statistics of the new elements from the fine-tuning data

@@ -271,3 +271,37 @@ def test_a_missing_variable_is_named(tmp_path):
 def test_a_file_without_model_params_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a DeePMD-kit training checkpoint"):
         read_model(_edited(SINGLE, tmp_path / "renamed.pth", b"model_params", b"model_paramz"))
+
+
+# ----------------------------------------------------- heads that keep a variable of their own
+PER_HEAD = REF / "per_head" / "per_head_tebd.ckpt.pt"  # scripts/make_pt_per_head_reference.py
+
+
+@pytest.mark.parametrize("geometry", ["molecule", pytest.param("water", marks=pytest.mark.slow)])
+def test_each_head_of_a_checkpoint_with_per_head_variables_gives_deepmd_numbers(geometry):
+    for head in ("pbe_water", "wb97_chno", "cho_frag"):
+        ref = dict(np.load(REF / "per_head" / f"per_head_tebd__{head}__{geometry}.npz"))
+        pot = dpa2_jax.load(PER_HEAD, head=head)
+        assert pot.heads == (head,)
+        out = _evaluate(pot, ref, head)
+        for key, tol in TOL.items():
+            np.testing.assert_allclose(out[key], ref[key], rtol=0, atol=tol, err_msg=key)
+
+
+def test_all_heads_of_such_a_checkpoint_are_refused_with_the_way_out(tmp_path, capsys):
+    assert main(["convert", str(PER_HEAD), str(tmp_path / "all")]) == 2
+    err = capsys.readouterr().err
+    assert "descriptor/tebd_transform/w" in err and "--head NAME" in err
+    assert not (tmp_path / "all").exists()
+    assert main(["convert", str(PER_HEAD), str(tmp_path / "one"), "--head", "cho_frag"]) == 0
+    assert dpa2_jax.load(tmp_path / "one").heads == ("cho_frag",)
+    assert main(["convert", str(PER_HEAD), str(tmp_path / "two"), "--head", "nope"]) == 2
+    assert "unknown head 'nope'" in capsys.readouterr().err
+
+
+def test_one_head_by_its_alias_from_a_model_directory(tmp_path):
+    main(["convert", str(MULTI), str(tmp_path / "both")])
+    cfg, params, meta = read_model(tmp_path / "both", head="CHO_molecules")
+    assert cfg.head_names == ("cho",) and list(params["heads"]) == ["cho"]
+    with pytest.raises(ConfigError, match="unknown head 'nope'"):
+        read_model(tmp_path / "both", head="nope")
