@@ -11,7 +11,8 @@ per-atom work of a step scales with them), edges coarsely (only the neighbor tab
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import jraph
 import numpy as np
@@ -27,41 +28,99 @@ logger = logging.getLogger(__name__)
 NODE_MANTISSA_BITS = 5  # 193 atoms (192 + the padding graph's) -> 200, not 224
 
 
-class SystemBatches:
-    """One system's graphs, batch size and padded shape, with a shuffled frame order."""
+SHAPE_SAMPLE_FRAMES = 64  # frames of a streamed system whose graphs set its padded edge count
+EDGE_MARGIN = 1.1  # a streamed system's edges padded to 1.1 x its sample's most (then bucketed)
 
-    def __init__(self, system: System, graphs: list[jraph.GraphsTuple], batch_size: int):
-        self.system, self.graphs, self.batch_size = system, graphs, batch_size
-        most_edges = max(int(g.n_edge[0]) for g in graphs)
+
+class SystemBatches:
+    """One system's batch size and padded shape, with a shuffled frame order.
+
+    ``system`` in memory (a ``System``): its graphs are built here, all of them, and the padded
+    edges fit its largest frame. Streamed (``NpyFrames``, ``data/npy_stream.py``): graphs are
+    built per batch from the frames read for it; the padded edges come from a spread sample of
+    ``SHAPE_SAMPLE_FRAMES`` frames with an ``EDGE_MARGIN`` (a batch beyond them is a
+    DataError), and each pass's order is a permutation drawn from a seed the generator gives,
+    so the data position is two numbers (``state``) however many frames the system has.
+    """
+
+    def __init__(self, system, batch_size: int, to_graphs: Callable):
+        self.system, self.batch_size, self.to_graphs = system, batch_size, to_graphs
+        self.streamed = not isinstance(system, System)
+        if self.streamed:
+            sample = np.unique(np.linspace(0, system.nframes - 1, SHAPE_SAMPLE_FRAMES).astype(int))
+            self.graphs, self.sample_graphs = None, to_graphs(system.select_frames(sample))
+            most_edges = math.ceil(EDGE_MARGIN * max(int(g.n_edge[0]) for g in self.sample_graphs))
+        else:
+            self.graphs = self.sample_graphs = to_graphs(system)
+            most_edges = max(int(g.n_edge[0]) for g in self.graphs)
         self.shape = (
             bucket_size(batch_size * system.natoms + 1, NODE_MANTISSA_BITS),
             bucket_size(batch_size * most_edges),
             batch_size + 1,
         )
         self.order: np.ndarray = np.arange(0)
-        self.cursor = 0
+        self.cursor, self.order_seed = 0, None
 
     @property
     def nbatches(self) -> int:
         return max(1, self.system.nframes // self.batch_size)
 
-    def next_batch(self, rng: np.random.Generator) -> jraph.GraphsTuple:
-        """The next batch of the shuffled order, padded to ``self.shape``."""
+    def next_frames(self, rng: np.random.Generator) -> np.ndarray:
+        """[batch_size] frame indices of the next batch of the shuffled order."""
         if self.cursor + self.batch_size > len(self.order):
-            self.order, self.cursor = rng.permutation(len(self.graphs)), 0
+            if self.streamed:
+                self.order_seed = int(rng.integers(2**63))
+                self.order = self._permutation()
+            else:
+                self.order = rng.permutation(self.system.nframes)
+            self.cursor = 0
             if len(self.order) < self.batch_size:  # fewer frames than a batch: repeat them
                 self.order = np.resize(self.order, self.batch_size)
         idx = self.order[self.cursor : self.cursor + self.batch_size]
         self.cursor += self.batch_size
-        return pad_graph(batch_graphs([self.graphs[i] for i in idx]), *self.shape)
+        return idx
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng(self.order_seed).permutation(self.system.nframes)
+
+    def batch(self, idx: np.ndarray) -> jraph.GraphsTuple:
+        """The frames ``idx`` as one batch padded to ``self.shape``."""
+        if not self.streamed:
+            return pad_graph(batch_graphs([self.graphs[i] for i in idx]), *self.shape)
+        batch = batch_graphs(self.to_graphs(self.system.select_frames(idx)))
+        if batch.senders.shape[0] > self.shape[1]:
+            raise DataError(
+                f"{self.system.path}: frames {list(idx)} have {batch.senders.shape[0]} edges, "
+                f"more than the {self.shape[1]} padded for this system from a sample of "
+                f"{SHAPE_SAMPLE_FRAMES} frames; raise graph.dataset.EDGE_MARGIN"
+            )
+        return pad_graph(batch, *self.shape)
+
+    def next_batch(self, rng: np.random.Generator) -> jraph.GraphsTuple:
+        """The next batch of the shuffled order, padded to ``self.shape``."""
+        return self.batch(self.next_frames(rng))
 
     def all_batches(self) -> list[jraph.GraphsTuple]:
         """Every frame once, in order, in padded batches (the last one may hold fewer)."""
-        out = []
-        for start in range(0, len(self.graphs), self.batch_size):
-            chunk = self.graphs[start : start + self.batch_size]
-            out.append(pad_graph(batch_graphs(chunk), *self.shape))
-        return out
+        n, b = self.system.nframes, self.batch_size
+        return [self.batch(np.arange(start, min(start + b, n))) for start in range(0, n, b)]
+
+    def state(self) -> dict:
+        """The position in the shuffled order (JSON-ready)."""
+        if self.streamed:
+            return {"order_seed": self.order_seed, "cursor": self.cursor}
+        return {"order": self.order.tolist(), "cursor": self.cursor}
+
+    def restore(self, state: dict) -> None:
+        """Inverse of ``state``."""
+        self.cursor = int(state["cursor"])
+        if "order" in state:
+            self.order = np.asarray(state["order"], np.int64)
+            return
+        self.order_seed = state["order_seed"]
+        self.order = np.arange(0) if self.order_seed is None else self._permutation()
+        if 0 < len(self.order) < self.batch_size:
+            self.order = np.resize(self.order, self.batch_size)
 
 
 class Dataset:
@@ -97,11 +156,12 @@ class Dataset:
         specs = batch_size if isinstance(batch_size, list | tuple) else [batch_size] * len(systems)
         if len(specs) != len(systems):
             raise ConfigError(f"batch_size: {len(specs)} values given for {len(systems)} systems")
-        self.systems = []
-        for s, b in zip(systems, specs):
+        def to_graphs(s: System) -> list[jraph.GraphsTuple]:
             fparams, aparams = (None, None) if fitting is None else fitting_parameters(s, fitting)
-            graphs = system_to_graphs(s, rcut, sel, dtype, fparams=fparams, aparams=aparams)
-            self.systems.append(SystemBatches(s, graphs, batch_size_of(b, s.natoms)))
+            return system_to_graphs(s, rcut, sel, dtype, fparams=fparams, aparams=aparams)
+
+        self.systems = [SystemBatches(s, batch_size_of(b, s.natoms), to_graphs)
+                        for s, b in zip(systems, specs)]  # fmt: skip
         self.probs = system_probabilities([s.nbatches for s in self.systems], sys_probs)
         if one_shape:
             self.pad_to(np.max([s.shape for s in self.systems], axis=0))
@@ -127,7 +187,7 @@ class Dataset:
 
     def state(self) -> list[dict]:
         """Where each system is in its shuffled order (JSON-ready), for an exact restart."""
-        return [{"order": s.order.tolist(), "cursor": s.cursor} for s in self.systems]
+        return [s.state() for s in self.systems]
 
     def restore(self, state: list[dict]) -> None:
         """Inverse of ``state``."""
@@ -137,9 +197,15 @@ class Dataset:
                 f"{len(self.systems)}: restart with the same training systems"
             )
         for s, st in zip(self.systems, state):
-            s.order, s.cursor = np.asarray(st["order"], np.int64), int(st["cursor"])
+            s.restore(st)
 
     def sample(self, rng: np.random.Generator) -> tuple[int, jraph.GraphsTuple]:
         """(system index, padded batch) drawn by the system probabilities."""
+        k, idx = self.plan(rng)
+        return k, self.systems[k].batch(idx)
+
+    def plan(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """What ``sample`` draws, without building the batch: (system index, [batch_size]
+        frame indices); ``self.systems[k].batch(idx)`` builds it (in any thread)."""
         k = int(rng.choice(len(self.systems), p=self.probs))
-        return k, self.systems[k].next_batch(rng)
+        return k, self.systems[k].next_frames(rng)

@@ -186,10 +186,18 @@ class Devices:
     def sample(self, dataset, rng: np.random.Generator):
         """(system index, batch): ``Dataset.sample`` on one device, one batch per device of one
         system (``sample_device_batches``) sharded over several."""
+        k, host = self.host_batch(dataset, rng)
+        return k, self.put(host)
+
+    def host_batch(self, dataset, rng: np.random.Generator):
+        """``sample``'s draw and host (numpy) batch, before ``put``: safe in another thread."""
         if self.count == 1:
             return dataset.sample(rng)
-        k, local = sample_device_batches(dataset, rng, self.mesh)
-        return k, shard_batch(self.mesh, local)
+        return sample_device_batches(dataset, rng, self.mesh)
+
+    def put(self, host):
+        """A ``host_batch`` on the devices: as is on one, ``shard_batch`` over several."""
+        return host if self.count == 1 else shard_batch(self.mesh, host)
 
     def train_step(self, *args, compiler_options: dict | None = None) -> Callable:
         """Jitted, state-donating ``make_train_step(*args)``, data parallel on several.

@@ -8,12 +8,13 @@ seeded host generator as the data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import jax
 import numpy as np
 
-from dpa2_jax.data.dataset import read_systems
+from dpa2_jax.data.dataset import open_systems, read_systems
 from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.errors import DataError
 from dpa2_jax.graph import fields
@@ -37,7 +38,7 @@ def _check_labels(loss, datasets: list[Dataset]) -> None:
     }
     for data in datasets:
         for sb in data.systems:
-            missing = [k for k, need in needs.items() if need and getattr(sb.system, k) is None]
+            missing = [k for k, need in needs.items() if need and not sb.system.has(k)]
             if missing:
                 raise DataError(
                     f"{sb.system.path}: no {', '.join(missing)} labels, but the loss weights them "
@@ -53,7 +54,7 @@ class TaskData:
         dtype = np.float64 if cfg.descriptor.precision == "float64" else np.float32
         rcut, sel, fitting = cfg.descriptor.rcut, cfg.descriptor.sel, cfg.fitting(task.name)
         self.task = task
-        self.train_systems = read_systems(task.training_data.systems, cfg.type_map)
+        self.train_systems = open_systems(task.training_data.systems, cfg.type_map)
         self.train = Dataset(self.train_systems, rcut, sel, task.training_data.batch_size,
                              task.training_data.sys_probs, dtype, fitting, one_shape)  # fmt: skip
         self.valid = None
@@ -90,9 +91,12 @@ def draw_task(run: RunConfig, rng: np.random.Generator) -> str:
 def training_layout(cfg, params, datasets: list[Dataset]) -> Layout:
     """The descriptor layout for every frame of the data: blocks that give the same numbers
     with fewer slots (their statistics stay fixed during training) lay out only as many as the
-    most neighbors any atom has (``model/layout.py``); one layout, so one compilation."""
+    most neighbors any atom has (``model/layout.py``); one layout, so one compilation. With a
+    streamed system (frames not seen before training) every block lays out all its slots."""
     blocks = family_of(cfg.descriptor).compactable_blocks(params["descriptor"], cfg.descriptor)
-    graphs = [g for data in datasets for sb in data.systems for g in sb.graphs]
+    if any(sb.streamed for data in datasets for sb in data.systems):  # unseen frames: all slots
+        blocks = [dataclasses.replace(b, exact=False) for b in blocks]
+    graphs = [g for data in datasets for sb in data.systems for g in sb.sample_graphs]
     return compact_layout(blocks, graphs)
 
 
