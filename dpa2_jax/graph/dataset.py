@@ -20,6 +20,7 @@ import numpy as np
 from dpa2_jax.data.dataset import batch_size_of, fitting_parameters, system_probabilities
 from dpa2_jax.data.system import System
 from dpa2_jax.errors import ConfigError, DataError
+from dpa2_jax.graph import fields
 from dpa2_jax.graph.graph import batch_graphs, system_to_graphs
 from dpa2_jax.graph.padding import bucket_size, pad_graph
 
@@ -28,8 +29,14 @@ logger = logging.getLogger(__name__)
 NODE_MANTISSA_BITS = 5  # 193 atoms (192 + the padding graph's) -> 200, not 224
 
 
-SHAPE_SAMPLE_FRAMES = 64  # frames of a streamed system whose graphs set its padded edge count
+SHAPE_SAMPLE_FRAMES = 128  # frames of a streamed system whose graphs set its padded shape
 EDGE_MARGIN = 1.1  # a streamed system's edges padded to 1.1 x its sample's most (then bucketed)
+
+
+def most_neighbors(batch: jraph.GraphsTuple, rcut: float) -> int:
+    """The most neighbors within rcut (plus 1e-6 A) of any atom of an unpadded batch."""
+    within = np.linalg.norm(fields.edge_vectors(batch), axis=-1) <= rcut + 1e-6
+    return int(np.bincount(batch.receivers[within], minlength=1).max())
 
 
 class SystemBatches:
@@ -38,8 +45,8 @@ class SystemBatches:
     ``system`` in memory (a ``System``): its graphs are built here, all of them, and the padded
     edges fit its largest frame. Streamed (``NpyFrames``, ``data/npy_stream.py``): graphs are
     built per batch from the frames read for it; the padded edges come from a spread sample of
-    ``SHAPE_SAMPLE_FRAMES`` frames with an ``EDGE_MARGIN`` (a batch beyond them is a
-    DataError), and each pass's order is a permutation drawn from a seed the generator gives,
+    ``SHAPE_SAMPLE_FRAMES`` frames with an ``EDGE_MARGIN``, as do the descriptor's slots
+    (``neighbor_limits``, set by the training layout; a batch beyond either is a DataError), and each pass's order is a permutation drawn from a seed the generator gives,
     so the data position is two numbers (``state``) however many frames the system has.
     """
 
@@ -60,6 +67,8 @@ class SystemBatches:
         )
         self.order: np.ndarray = np.arange(0)
         self.cursor, self.order_seed = 0, None
+        self.neighbor_limits: Sequence[tuple[float, int]] = ()  # streamed: (rcut A, most)
+        self.share: np.ndarray | None = None  # streamed, several processes: this one's frames
 
     @property
     def nbatches(self) -> int:
@@ -81,16 +90,36 @@ class SystemBatches:
         return idx
 
     def _permutation(self) -> np.ndarray:
-        return np.random.default_rng(self.order_seed).permutation(self.system.nframes)
+        """A pass's order: of every frame, or of this process's share (``shard``)."""
+        frames = self.system.nframes if self.share is None else self.share
+        return np.random.default_rng(self.order_seed).permutation(frames)
+
+    def shard(self, index: int, count: int) -> None:
+        """Streamed: draw from (and so read) only process ``index``'s share of the frames, the
+        ``index``-th of ``count`` contiguous blocks of nframes // count (the last nframes %
+        count frames unused), so every process's position moves in step with the others'."""
+        size = self.system.nframes // count
+        if size == 0:
+            raise DataError(f"{self.system.path}: {self.system.nframes} frames, fewer than the "
+                            f"{count} processes that share them")  # fmt: skip
+        self.share = np.arange(index * size, (index + 1) * size) if count > 1 else None
 
     def batch(self, idx: np.ndarray) -> jraph.GraphsTuple:
         """The frames ``idx`` as one batch padded to ``self.shape``."""
         if not self.streamed:
             return pad_graph(batch_graphs([self.graphs[i] for i in idx]), *self.shape)
         batch = batch_graphs(self.to_graphs(self.system.select_frames(idx)))
+        for rcut, slots in self.neighbor_limits:
+            if (most := most_neighbors(batch, rcut)) > slots:
+                raise DataError(
+                    f"{self.system.path}: frames {np.asarray(idx).tolist()} have an atom with {most} neighbors "
+                    f"within {rcut} A, more than the {slots} slots laid out from a sample of "
+                    f"{SHAPE_SAMPLE_FRAMES} frames per system; raise graph.dataset."
+                    "SHAPE_SAMPLE_FRAMES or read the data whole (data.dataset.STREAM_FRAMES)"
+                )
         if batch.senders.shape[0] > self.shape[1]:
             raise DataError(
-                f"{self.system.path}: frames {list(idx)} have {batch.senders.shape[0]} edges, "
+                f"{self.system.path}: frames {np.asarray(idx).tolist()} have {batch.senders.shape[0]} edges, "
                 f"more than the {self.shape[1]} padded for this system from a sample of "
                 f"{SHAPE_SAMPLE_FRAMES} frames; raise graph.dataset.EDGE_MARGIN"
             )
@@ -179,6 +208,19 @@ class Dataset:
             if any(a < b for a, b in zip(shape, s.shape)):
                 raise ValueError(f"pad_to{shape}: smaller than {s.system.path}'s {s.shape}")
             s.shape = shape
+
+    def limit_neighbors(self, limits: Sequence[tuple[float, int]]) -> None:
+        """Streamed systems check each batch against ``limits``: (rcut A, most neighbors of an
+        atom within it) per compacted descriptor block (a DataError beyond)."""
+        for s in self.systems:
+            s.neighbor_limits = tuple(limits) if s.streamed else ()
+
+    def shard(self, index: int, count: int) -> None:
+        """Streamed systems: process ``index`` of ``count`` draws from its own share of each
+        system's frames (``SystemBatches.shard``); in-memory systems are drawn from whole."""
+        for s in self.systems:
+            if s.streamed:
+                s.shard(index, count)
 
     @property
     def shapes(self) -> set[tuple[int, int, int]]:

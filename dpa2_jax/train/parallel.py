@@ -121,13 +121,19 @@ def sample_device_batches(dataset, rng: np.random.Generator, mesh: Mesh):
     n_device of its next batches (one padded shape, equal frame and atom counts: the module
     docstring's condition). Every process draws the same (same ``rng`` state and data) and
     keeps its own devices' batches, so the data position stays identical across processes.
+    A streamed system sharded over processes (``SystemBatches.shard``) gives each process's
+    devices batches of that process's frames only; the positions still move in step (equal
+    shares, the same number of devices per process).
 
     Returns:
       (system index, ``stack_batches`` of this process's batches, ready for ``shard_batch``).
     """
     k = int(rng.choice(len(dataset.systems), p=dataset.probs))
-    batches = [dataset.systems[k].next_batch(rng) for _ in range(mesh.devices.size)]
-    return k, stack_batches([batches[i] for i in local_device_indices(mesh)])
+    local, system = local_device_indices(mesh), dataset.systems[k]
+    if system.share is not None:  # streamed, sharded: this process's frames, its devices only
+        return k, stack_batches([system.next_batch(rng) for _ in local])
+    batches = [system.next_batch(rng) for _ in range(mesh.devices.size)]
+    return k, stack_batches([batches[i] for i in local])
 
 
 def make_parallel_train_step(

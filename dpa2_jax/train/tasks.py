@@ -8,7 +8,6 @@ seeded host generator as the data.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import jax
@@ -57,6 +56,7 @@ class TaskData:
         self.train_systems = open_systems(task.training_data.systems, cfg.type_map)
         self.train = Dataset(self.train_systems, rcut, sel, task.training_data.batch_size,
                              task.training_data.sys_probs, dtype, fitting, one_shape)  # fmt: skip
+        self.train.shard(jax.process_index(), jax.process_count())  # streamed: frames per host
         self.valid = None
         if task.validation_data is not None:
             systems = read_systems(task.validation_data.systems, cfg.type_map)
@@ -91,13 +91,16 @@ def draw_task(run: RunConfig, rng: np.random.Generator) -> str:
 def training_layout(cfg, params, datasets: list[Dataset]) -> Layout:
     """The descriptor layout for every frame of the data: blocks that give the same numbers
     with fewer slots (their statistics stay fixed during training) lay out only as many as the
-    most neighbors any atom has (``model/layout.py``); one layout, so one compilation. With a
-    streamed system (frames not seen before training) every block lays out all its slots."""
+    most neighbors any atom has (``model/layout.py``); one layout, so one compilation. A
+    streamed system's frames are known from a sample only (``SystemBatches``): its batches are
+    checked against the layout as they are built."""
     blocks = family_of(cfg.descriptor).compactable_blocks(params["descriptor"], cfg.descriptor)
-    if any(sb.streamed for data in datasets for sb in data.systems):  # unseen frames: all slots
-        blocks = [dataclasses.replace(b, exact=False) for b in blocks]
     graphs = [g for data in datasets for sb in data.systems for g in sb.sample_graphs]
-    return compact_layout(blocks, graphs)
+    layout = compact_layout(blocks, graphs)
+    limits = [(b.rcut, n) for b, n in zip(blocks, layout.slots) if b.exact and n < b.sel]
+    for data in datasets:
+        data.limit_neighbors(limits)
+    return layout
 
 
 class TaskSteps:

@@ -12,7 +12,7 @@ from dpa2_jax.data.dataset import open_systems
 from dpa2_jax.data.npy_stream import NpyFrames, count_frames, open_npy_system
 from dpa2_jax.data.npy_system import read_npy_system
 from dpa2_jax.errors import DataError
-from dpa2_jax.graph.dataset import Dataset
+from dpa2_jax.graph.dataset import Dataset, most_neighbors
 from tests.conftest import ROOT, SYSTEMS
 
 WATER = SYSTEMS / "water" / "data_1"  # two sets of 80 frames
@@ -116,3 +116,39 @@ def test_streamed_batches_equal_in_memory_batches(large):
     rng.bit_generator.state = rng_state
     np.testing.assert_array_equal(ahead, [again.plan(rng)[1] for _ in range(8)])
     assert len(set(np.concatenate(ahead[:5]).tolist())) == 20  # no repeat within a pass
+
+
+def test_streamed_batches_beyond_the_sampled_shape_are_named(large):
+    lazy = Dataset([open_npy_system(large)], 4.0, 40, batch_size=2)
+    most = max(most_neighbors(g, 3.0) for g in lazy.systems[0].sample_graphs[:2])  # frames 0, 1
+    lazy.limit_neighbors([(3.0, most)])
+    lazy.systems[0].batch(np.array([0, 1]))  # within the sample's limit
+    lazy.limit_neighbors([(3.0, most - 1)])
+    with pytest.raises(DataError, match=rf"frames \[0, 1\] have an atom with {most} neighbors "
+                                        rf"within 3.0 A, more than the {most - 1} slots"):
+        lazy.systems[0].batch(np.array([0, 1]))
+    lazy.systems[0].shape = (*lazy.systems[0].shape[:1], 8, 3)
+    lazy.limit_neighbors([])
+    with pytest.raises(DataError, match=r"edges, more than the 8 padded"):
+        lazy.systems[0].batch(np.array([0, 1]))
+
+
+def test_processes_read_disjoint_shares_and_draw_in_step(large):
+    """Two processes (simulated by shard's index and count): each reads frames of its own half
+    only, two passes over it, while their generators and positions stay identical."""
+    shares, rngs, data = [], [np.random.default_rng(7) for _ in range(2)], []
+    for index in range(2):
+        lazy = open_npy_system(large)
+        data.append(Dataset([lazy], 4.0, 40, batch_size=3))
+        data[-1].shard(index, 2)
+        lazy.frames_read = 0  # the shape sample (spread over all frames) read at construction
+        read = [data[-1].plan(rngs[index])[1] for _ in range(10)]  # 30 frames: two passes of 15
+        for idx in read[:2]:
+            data[-1].systems[0].batch(idx)
+        assert lazy.frames_read == 6
+        shares.append(np.concatenate(read))
+    assert set(shares[0].tolist()) == set(range(15)) and set(shares[1].tolist()) == set(range(15, 30))
+    assert rngs[0].bit_generator.state == rngs[1].bit_generator.state
+    assert data[0].state()[0]["cursor"] == data[1].state()[0]["cursor"] == 15
+    with pytest.raises(DataError, match="30 frames, fewer than the 31 processes"):
+        data[0].shard(0, 31)
