@@ -3,7 +3,8 @@ of calls.
 
     read each task's systems -> graphs and batches (train/tasks.py) -> statistics
     (model/statistics.py) or a pretrained model (train/finetune.py) or a checkpoint (--restart)
-    -> jitted train step per task (train/tasks.py, train/step.py, train/parallel.py)
+    -> jitted train step per task (train/tasks.py, train/step.py, train/parallel.py), fed by
+       batches prepared one step ahead (train/pipeline.py; large data streamed from disk)
     -> lcurve.out, progress bar, best model (train/report.py), checkpoints
     -> WORKDIR/model (a dpa2_jax model directory: dpa2_jax.load(WORKDIR) reads it)
 
