@@ -106,7 +106,8 @@ class NpyFrames:
                             "of the system's frames (set.* in order)") from err  # fmt: skip
         if self._type_map is None:
             return system
-        return map_types(system, self._type_map, where=str(pathlib.Path(self.path) / "type_map.raw"))
+        where = str(pathlib.Path(self.path) / "type_map.raw")
+        return map_types(system, self._type_map, where=where)
 
 
 def open_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = None) -> NpyFrames:

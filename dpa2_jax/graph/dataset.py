@@ -6,6 +6,9 @@ and its largest frame's edges times the batch size, rounded to bucket sizes), so
 compilations is at most the number of systems and in practice the few distinct bucket shapes.
 Atoms are rounded finely (``NODE_MANTISSA_BITS``: at most 6 % padding, since all the dense
 per-atom work of a step scales with them), edges coarsely (only the neighbor table reads them).
+
+Systems in memory have every graph built up front; streamed systems (``data/npy_stream.py``,
+pretraining-sized data) have theirs built per batch (``SystemBatches``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from dpa2_jax.graph.padding import bucket_size, pad_graph
 logger = logging.getLogger(__name__)
 
 NODE_MANTISSA_BITS = 5  # 193 atoms (192 + the padding graph's) -> 200, not 224
-
-
 SHAPE_SAMPLE_FRAMES = 128  # frames of a streamed system whose graphs set its padded shape
 EDGE_MARGIN = 1.1  # a streamed system's edges padded to 1.1 x its sample's most (then bucketed)
 
@@ -46,16 +47,18 @@ class SystemBatches:
     edges fit its largest frame. Streamed (``NpyFrames``, ``data/npy_stream.py``): graphs are
     built per batch from the frames read for it; the padded edges come from a spread sample of
     ``SHAPE_SAMPLE_FRAMES`` frames with an ``EDGE_MARGIN``, as do the descriptor's slots
-    (``neighbor_limits``, set by the training layout; a batch beyond either is a DataError), and each pass's order is a permutation drawn from a seed the generator gives,
-    so the data position is two numbers (``state``) however many frames the system has.
+    (``neighbor_limits``, set by the training layout; a batch beyond either is a DataError),
+    and each pass's order is a permutation drawn from a seed the generator gives, so the data
+    position is two numbers (``state``) however many frames the system has.
     """
 
     def __init__(self, system, batch_size: int, to_graphs: Callable):
         self.system, self.batch_size, self.to_graphs = system, batch_size, to_graphs
         self.streamed = not isinstance(system, System)
         if self.streamed:
-            sample = np.unique(np.linspace(0, system.nframes - 1, SHAPE_SAMPLE_FRAMES).astype(int))
-            self.graphs, self.sample_graphs = None, to_graphs(system.select_frames(sample))
+            spread = np.linspace(0, system.nframes - 1, SHAPE_SAMPLE_FRAMES).astype(int)
+            self.graphs = None
+            self.sample_graphs = to_graphs(system.select_frames(np.unique(spread)))
             most_edges = math.ceil(EDGE_MARGIN * max(int(g.n_edge[0]) for g in self.sample_graphs))
         else:
             self.graphs = self.sample_graphs = to_graphs(system)
@@ -109,21 +112,26 @@ class SystemBatches:
         if not self.streamed:
             return pad_graph(batch_graphs([self.graphs[i] for i in idx]), *self.shape)
         batch = batch_graphs(self.to_graphs(self.system.select_frames(idx)))
+        self._check_sampled(batch, np.asarray(idx).tolist())
+        return pad_graph(batch, *self.shape)
+
+    def _check_sampled(self, batch: jraph.GraphsTuple, frames: list[int]) -> None:
+        """A streamed batch within the shape and slots set from the sample (else DataError)."""
+        where = f"{self.system.path}: frames {frames}"
         for rcut, slots in self.neighbor_limits:
             if (most := most_neighbors(batch, rcut)) > slots:
                 raise DataError(
-                    f"{self.system.path}: frames {np.asarray(idx).tolist()} have an atom with {most} neighbors "
-                    f"within {rcut} A, more than the {slots} slots laid out from a sample of "
-                    f"{SHAPE_SAMPLE_FRAMES} frames per system; raise graph.dataset."
-                    "SHAPE_SAMPLE_FRAMES or read the data whole (data.dataset.STREAM_FRAMES)"
+                    f"{where} have an atom with {most} neighbors within {rcut} A, more than the "
+                    f"{slots} slots laid out from a sample of {SHAPE_SAMPLE_FRAMES} frames per "
+                    "system; raise graph.dataset.SHAPE_SAMPLE_FRAMES or read the data whole "
+                    "(data.dataset.STREAM_FRAMES)"
                 )
         if batch.senders.shape[0] > self.shape[1]:
             raise DataError(
-                f"{self.system.path}: frames {np.asarray(idx).tolist()} have {batch.senders.shape[0]} edges, "
-                f"more than the {self.shape[1]} padded for this system from a sample of "
-                f"{SHAPE_SAMPLE_FRAMES} frames; raise graph.dataset.EDGE_MARGIN"
+                f"{where} have {batch.senders.shape[0]} edges, more than the {self.shape[1]} "
+                f"padded for this system from a sample of {SHAPE_SAMPLE_FRAMES} frames; raise "
+                "graph.dataset.EDGE_MARGIN"
             )
-        return pad_graph(batch, *self.shape)
 
     def next_batch(self, rng: np.random.Generator) -> jraph.GraphsTuple:
         """The next batch of the shuffled order, padded to ``self.shape``."""

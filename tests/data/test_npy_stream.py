@@ -19,8 +19,8 @@ WATER = SYSTEMS / "water" / "data_1"  # two sets of 80 frames
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_large_dataset",
-                                                  ROOT / "scripts" / "make_large_dataset.py")  # fmt: skip
+    path = ROOT / "scripts" / "make_large_dataset.py"
+    spec = importlib.util.spec_from_file_location("make_large_dataset", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -147,7 +147,8 @@ def test_processes_read_disjoint_shares_and_draw_in_step(large):
             data[-1].systems[0].batch(idx)
         assert lazy.frames_read == 6
         shares.append(np.concatenate(read))
-    assert set(shares[0].tolist()) == set(range(15)) and set(shares[1].tolist()) == set(range(15, 30))
+    assert set(shares[0].tolist()) == set(range(15))
+    assert set(shares[1].tolist()) == set(range(15, 30))
     assert rngs[0].bit_generator.state == rngs[1].bit_generator.state
     assert data[0].state()[0]["cursor"] == data[1].state()[0]["cursor"] == 15
     with pytest.raises(DataError, match="30 frames, fewer than the 31 processes"):

@@ -15,12 +15,11 @@ from tests.train.test_loop import SHORT, TINY
 
 
 @pytest.mark.slow  # 100 s on 2 cores: three short trainings
-def test_streamed_run_restarts_to_the_uninterrupted_numbers(tmp_path, monkeypatch, caplog):
+def test_streamed_run_restarts_to_the_uninterrupted_numbers(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dpa2_jax.data.dataset, "STREAM_FRAMES", 0)  # stream the 240 frames
     full, cut = tmp_path / "full", tmp_path / "cut"
-    with caplog.at_level("INFO"):
-        assert main(["train", TINY, "--workdir", str(full), *SHORT]) == 0
-    assert "data_1: 160 frames, streamed from disk" in caplog.text
+    assert main(["train", TINY, "--workdir", str(full), *SHORT]) == 0
+    assert "data_1: 160 frames, streamed from disk (read per batch)" in capsys.readouterr().err
     shutil.copytree(full, cut)
     shutil.rmtree(cut / "checkpoints" / "6")
     shutil.rmtree(cut / "model")
