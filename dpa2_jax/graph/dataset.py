@@ -254,6 +254,14 @@ class Dataset:
         k, idx = self.plan(rng)
         return k, self.systems[k].batch(idx)
 
+    def peek(self, rng: np.random.Generator) -> tuple[int, jraph.GraphsTuple]:
+        """(system index, padded batch) like ``sample``, its frames drawn at random without
+        moving the data position (``state``): safe beside a thread drawing with ``plan``."""
+        k = int(rng.choice(len(self.systems), p=self.probs))
+        sb = self.systems[k]
+        n = sb.system.nframes
+        return k, sb.batch(rng.choice(n, sb.batch_size, replace=n < sb.batch_size))
+
     def plan(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
         """What ``sample`` draws, without building the batch: (system index, [batch_size]
         frame indices); ``self.systems[k].batch(idx)`` builds it (in any thread)."""

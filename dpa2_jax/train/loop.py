@@ -90,7 +90,7 @@ def _train(run: RunConfig, workdir: str, restart: bool, finetune, stop: StopRequ
             name, k, batch = batches.next()
             state, metrics = steps.train(name, state, batch)
             report.step_done(step, name, data[name].train.systems[k].system.path, state, metrics,
-                             rng, ckpts)  # fmt: skip
+                             ckpts)  # fmt: skip
             if (step + 1) % tr.save_freq == 0 or step + 1 == tr.numb_steps or stop.signum:
                 meta = {**_meta(run, batches.position(), data, valid_rng), "best": report.best}
                 ckpts.save(step + 1, state, meta)

@@ -6,9 +6,9 @@ the finished batch on the devices.
 The thread draws from the loop's seeded host generator in the same order the loop would, so the
 batches are the same as drawing them in the loop, and a checkpoint saved after step n records
 the generator and data positions as they were right after step n's draw (each batch comes with
-that snapshot): a restart continues the same stream. Multi-task runs draw in the loop (no
-thread), because their display rows draw other tasks' batches from the same generator between
-steps.
+that snapshot): a restart continues the same stream. Nothing else draws from that generator or
+moves the training data's positions (a multi-task display row peeks at the other tasks' data
+with its own generator, ``Report``), so the thread owns them while it runs.
 """
 
 from __future__ import annotations
@@ -36,12 +36,11 @@ class BatchStream:
     def __init__(self, run, data: dict, devices, rng: np.random.Generator, first: int,
                  last: int):  # fmt: skip
         self.run, self.data, self.devices, self.rng = run, data, devices, rng
-        self.threaded = not run.multi_task
         self._position = None
         self._queue: queue.Queue = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
         self._thread = None
-        if self.threaded and last > first:
+        if last > first:
             self._thread = threading.Thread(target=self._work, args=(last - first,),
                                             name="dpa2-jax batches", daemon=True)  # fmt: skip
             self._thread.start()
@@ -75,16 +74,16 @@ class BatchStream:
 
     def next(self) -> tuple:
         """The next step's (task name, system index, batch on the devices)."""
-        item = self._queue.get() if self.threaded else self._draw()
+        item = self._queue.get()
         if isinstance(item, BaseException):
             raise item
         name, k, host, self._position = item
         return name, k, self.devices.put(host)
 
     def position(self) -> dict:
-        """{"rng": generator state, "data": {task: positions}} after the last batch ``next``
-        gave (the loop's own state when it draws itself): what a restart sets back."""
-        return self._position if self.threaded else self._snapshot()
+        """{"rng": generator state, "data": {task: positions}} right after the draw of the
+        last batch ``next`` gave: what a restart sets back."""
+        return self._position
 
     def close(self) -> None:
         """Stops the thread (a batch in preparation is finished, then dropped)."""
