@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -138,6 +139,8 @@ def open_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = No
                 "cannot tell which element each type index in type.raw is"
             )
         own_map = check_type_map(type_map)
+        warnings.warn(f"{root}: no type_map.raw; assuming type.raw indexes the model type map "
+                      f"{list(own_map)}", stacklevel=2)  # fmt: skip
     check_atom_types(atom_types, own_map, str(root / "type.raw"))
     pbc = not (root / "nopbc").exists()
     per_set = [set_arrays(d, atom_types.size, pbc, _map_file) for d in set_dirs]

@@ -153,3 +153,14 @@ def test_processes_read_disjoint_shares_and_draw_in_step(large):
     assert data[0].state()[0]["cursor"] == data[1].state()[0]["cursor"] == 15
     with pytest.raises(DataError, match="30 frames, fewer than the 31 processes"):
         data[0].shard(0, 31)
+
+
+def test_missing_type_map_raw_assumes_the_model_map_with_a_warning(tmp_path):
+    root = tmp_path / "water"
+    shutil.copytree(WATER, root)
+    (root / "type_map.raw").unlink()
+    with pytest.raises(DataError, match="type_map.raw: missing, and no model type_map given"):
+        open_npy_system(root)
+    with pytest.warns(UserWarning, match="no type_map.raw; assuming type.raw indexes"):
+        lazy = open_npy_system(root, ["O", "H"])
+    assert lazy.type_map == ("O", "H") and lazy.nframes == 160
