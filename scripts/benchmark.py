@@ -630,6 +630,78 @@ def compare_md(model: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
     }
 
 
+DATA_ROOT = pathlib.Path("/tmp/dpa2_jax_benchmark_data")  # make_large_dataset.py's output
+
+
+def _water_input(frames: int, steps: int, workdir: pathlib.Path) -> pathlib.Path:
+    """input.json of configs/water_small.py training on ``frames`` perturbed water frames
+    (scripts/make_large_dataset.py, written once under DATA_ROOT), no validation."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_large_dataset import write_dataset
+
+    from configs import water_small
+
+    data = DATA_ROOT / f"water_{frames}"
+    if not (data / "type.raw").exists():
+        write_dataset(data, frames)
+    config = water_small.get_config().to_dict()
+    training = config["training"]
+    training.pop("validation_data")
+    training["training_data"]["systems"] = [str(data)]
+    training.update(numb_steps=steps, disp_freq=steps, save_freq=steps)
+    path = workdir / "input.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def data_pipeline(frames: int, repeats: int, steps: int = 8) -> dict:
+    """``dpa2-jax train`` of configs/water_small.py on ``frames`` perturbed water frames: the
+    seconds from the command's start to its first train step (reading, statistics, parameters,
+    first batch; the step's compilation excluded), the peak memory, the train step's
+    consumption (frames/s, steady state) and the input pipeline's production (frames/s, one
+    thread, ``Dataset.sample``: read, graph, pad)."""
+    import contextlib
+    import logging
+    import tempfile
+
+    from dpa2_jax.cli.main import main as cli
+    from dpa2_jax.data.dataset import open_systems
+    from dpa2_jax.graph.dataset import Dataset
+    from dpa2_jax.train.tasks import TaskSteps
+
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    path = _water_input(frames, steps, tmp)
+    calls, real_train = [], TaskSteps.train
+
+    def timed_train(self, name, state, batch):
+        calls.append(time.perf_counter())
+        return real_train(self, name, state, batch)
+
+    TaskSteps.train = timed_train
+    logging.getLogger("dpa2_jax").setLevel(logging.WARNING)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the case's JSON
+        assert cli(["train", str(path), "--workdir", str(tmp / "run")]) == 0
+    train_fps = (len(calls) - 2) / (calls[-1] - calls[1])  # batch_size 1: frames = steps
+    config = json.loads(path.read_text())
+    from dpa2_jax.io.deepmd_config import model_config
+
+    cfg = model_config(config["model"])
+    systems = open_systems(config["training"]["training_data"]["systems"], cfg.type_map)
+    data = Dataset(systems, cfg.descriptor.rcut, cfg.descriptor.sel, 1)
+    rng = np.random.default_rng(0)
+    median, _, _ = timed(lambda: [data.sample(rng) for _ in range(20)], repeats)
+    return {
+        "frames": frames,
+        "streamed": bool(data.systems[0].streamed),
+        "seconds_to_first_step": round(calls[0] - start, 2),
+        "peak_rss_gb": _peak_rss_gb(),
+        "train_step_frames_per_s": round(train_fps, 2),
+        "pipeline_frames_per_s": round(20 / median, 1),
+        "pipeline_over_train": round(20 / median / train_fps, 1),
+    }
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "neighbor_list_100k": neighbor_list_100k,
     "init_small": lambda a: init_time("small", a.repeats),
@@ -662,6 +734,8 @@ for _p in ("float64", "float32"):  # MD: 10 NVE steps per jitted call
         CASES[f"md_small_{_p}_{_n}"] = lambda a, p=_p, n=_n: md_nve(
             "small", p, n, a.repeats, a.md_steps
         )
+CASES["data_pipeline_200"] = lambda a: data_pipeline(200, a.repeats)
+CASES["data_pipeline_100000"] = lambda a: data_pipeline(100_000, a.repeats)
 CASES["reference_md_small_float64_192"] = lambda a: reference_md_nve("small", 192, a.repeats)
 CASES["compare_md_small_float64_192"] = lambda a: compare_md("small", 192, a.repeats)
 DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_small_float64",

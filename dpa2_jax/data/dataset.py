@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from dpa2_jax.data.ase_io import read_ase
+from dpa2_jax.data.npy_stream import NpyFrames, count_frames, is_mixed_type, open_npy_system
 from dpa2_jax.data.npy_system import find_systems, read_npy_systems
 from dpa2_jax.data.system import System
 from dpa2_jax.errors import ConfigError, DataError
@@ -38,6 +40,37 @@ def read_systems(paths: Sequence[str | os.PathLike], type_map=None) -> list[Syst
             systems.append(read_ase(path, type_map=type_map))
         else:
             raise DataError(f"{path}: no such system folder or file")
+    return systems
+
+
+logger = logging.getLogger(__name__)
+
+STREAM_FRAMES = 20_000  # a task's training frames above which npy systems are streamed
+
+
+def open_systems(
+    paths: Sequence[str | os.PathLike], type_map=None, stream_frames: int | None = None
+) -> list[System | NpyFrames]:
+    """Training systems: ``read_systems`` while the paths hold at most ``stream_frames`` frames
+    together (counted from the .npy headers; default ``STREAM_FRAMES``); above, every standard
+    npy folder is opened frame by frame (``NpyFrames``, nothing read until a batch needs it)
+    and the rest read whole."""
+    stream_frames = STREAM_FRAMES if stream_frames is None else stream_frames
+    folders = [f for p in map(os.fspath, paths) if os.path.isdir(p) for f in find_systems(p)]
+    if sum(count_frames(f) for f in folders) <= stream_frames:
+        return read_systems(paths, type_map)
+    systems = []
+    for path in map(os.fspath, paths):
+        if not os.path.isdir(path):
+            systems += read_systems([path], type_map)
+            continue
+        for folder in find_systems(path):
+            if is_mixed_type(folder):
+                systems += read_npy_systems(folder, type_map)
+            else:
+                systems.append(open_npy_system(folder, type_map))
+                logger.info("%s: %d frames, streamed from disk (read per batch)", folder,
+                            systems[-1].nframes)  # fmt: skip
     return systems
 
 

@@ -120,8 +120,10 @@ def _per_frame(
     return flat
 
 
-def _read_set(set_dir: pathlib.Path, natoms: int, pbc: bool) -> dict[str, np.ndarray]:
-    """Reads the arrays of one set.* folder, each [nframes, ...final shape]."""
+def set_arrays(set_dir: pathlib.Path, natoms: int, pbc: bool, load=None) -> dict[str, np.ndarray]:
+    """One set.* folder's files, each as [nframes, width] (frame counts and widths checked,
+    values not): read by ``load`` (file -> array; default ``load_npy``, float64)."""
+    load = load_npy if load is None else load
     coord_file = set_dir / "coord.npy"
     if not coord_file.is_file():
         raise DataError(f"{set_dir}: no coord.npy (empty or incomplete set folder)")
@@ -135,23 +137,28 @@ def _read_set(set_dir: pathlib.Path, natoms: int, pbc: bool) -> dict[str, np.nda
         file = set_dir / filename
         if (name == "cells" and not pbc) or not file.is_file():
             continue
-        flat = _per_frame(load_npy(file), file, width(natoms), nframes, natoms)
+        arrays[name] = _per_frame(load(file), file, width(natoms), nframes, natoms)
         if nframes is None:
-            nframes = flat.shape[0]
+            nframes = arrays[name].shape[0]
             if nframes == 0:
                 raise DataError(f"{file}: no frames")
+    return arrays
+
+
+def _read_set(set_dir: pathlib.Path, natoms: int, pbc: bool) -> dict[str, np.ndarray]:
+    """Reads the arrays of one set.* folder, each [nframes, ...final shape]."""
+    arrays = set_arrays(set_dir, natoms, pbc)
+    for name, flat in arrays.items():
+        file = set_dir / _FILES[name][0]
         check_finite(flat, str(file))
-        arrays[name] = flat.reshape(_final_shape(name, nframes, natoms))
+        arrays[name] = flat.reshape(_final_shape(name, flat.shape[0], natoms))
         if name == "cells":
             check_cells(arrays[name], str(file))
     return arrays
 
 
-def _concatenate_sets(
-    per_set: list[dict[str, np.ndarray]], set_dirs: list[pathlib.Path]
-) -> dict[str, np.ndarray | None]:
-    """Joins per-set arrays along frames; a label must be in every set or in none."""
-    joined = {}
+def check_same_labels(per_set: list[dict[str, np.ndarray]], set_dirs: list[pathlib.Path]) -> None:
+    """A label must be in every set or in none, with one width (DataError naming the file)."""
     for name, (filename, _) in _FILES.items():
         present = [name in arrays for arrays in per_set]
         if any(present) and not all(present):
@@ -166,8 +173,17 @@ def _concatenate_sets(
                 f"{filename} has different widths in the sets {[str(d) for d in set_dirs]}: "
                 f"{sorted(shapes)}"
             )
-        joined[name] = np.concatenate([a[name] for a in per_set]) if all(present) else None
-    return joined
+
+
+def _concatenate_sets(
+    per_set: list[dict[str, np.ndarray]], set_dirs: list[pathlib.Path]
+) -> dict[str, np.ndarray | None]:
+    """Joins per-set arrays along frames; a label must be in every set or in none."""
+    check_same_labels(per_set, set_dirs)
+    return {
+        name: np.concatenate([a[name] for a in per_set]) if name in per_set[0] else None
+        for name in _FILES
+    }
 
 
 def read_type_raw(file: pathlib.Path) -> np.ndarray:

@@ -207,6 +207,10 @@ class System:
         """True if periodic in all three directions (cells given)."""
         return self.cells is not None
 
+    def has(self, name: str) -> bool:
+        """Whether field ``name`` (a label, "cells", "fparams", ...) holds values."""
+        return getattr(self, name) is not None
+
     def select_frames(self, idx) -> System:
         """Same as `select_frames(self, idx)`."""
         return select_frames(self, idx)

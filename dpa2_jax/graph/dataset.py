@@ -6,12 +6,16 @@ and its largest frame's edges times the batch size, rounded to bucket sizes), so
 compilations is at most the number of systems and in practice the few distinct bucket shapes.
 Atoms are rounded finely (``NODE_MANTISSA_BITS``: at most 6 % padding, since all the dense
 per-atom work of a step scales with them), edges coarsely (only the neighbor table reads them).
+
+Systems in memory have every graph built up front; streamed systems (``data/npy_stream.py``,
+pretraining-sized data) have theirs built per batch (``SystemBatches``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import jraph
 import numpy as np
@@ -19,49 +23,141 @@ import numpy as np
 from dpa2_jax.data.dataset import batch_size_of, fitting_parameters, system_probabilities
 from dpa2_jax.data.system import System
 from dpa2_jax.errors import ConfigError, DataError
+from dpa2_jax.graph import fields
 from dpa2_jax.graph.graph import batch_graphs, system_to_graphs
 from dpa2_jax.graph.padding import bucket_size, pad_graph
 
 logger = logging.getLogger(__name__)
 
 NODE_MANTISSA_BITS = 5  # 193 atoms (192 + the padding graph's) -> 200, not 224
+SHAPE_SAMPLE_FRAMES = 128  # frames of a streamed system whose graphs set its padded shape
+EDGE_MARGIN = 1.1  # a streamed system's edges padded to 1.1 x its sample's most (then bucketed)
+
+
+def most_neighbors(batch: jraph.GraphsTuple, rcut: float) -> int:
+    """The most neighbors within rcut (plus 1e-6 A) of any atom of an unpadded batch."""
+    within = np.linalg.norm(fields.edge_vectors(batch), axis=-1) <= rcut + 1e-6
+    return int(np.bincount(batch.receivers[within], minlength=1).max())
 
 
 class SystemBatches:
-    """One system's graphs, batch size and padded shape, with a shuffled frame order."""
+    """One system's batch size and padded shape, with a shuffled frame order.
 
-    def __init__(self, system: System, graphs: list[jraph.GraphsTuple], batch_size: int):
-        self.system, self.graphs, self.batch_size = system, graphs, batch_size
-        most_edges = max(int(g.n_edge[0]) for g in graphs)
+    ``system`` in memory (a ``System``): its graphs are built here, all of them, and the padded
+    edges fit its largest frame. Streamed (``NpyFrames``, ``data/npy_stream.py``): graphs are
+    built per batch from the frames read for it; the padded edges come from a spread sample of
+    ``SHAPE_SAMPLE_FRAMES`` frames with an ``EDGE_MARGIN``, as do the descriptor's slots
+    (``neighbor_limits``, set by the training layout; a batch beyond either is a DataError),
+    and each pass's order is a permutation drawn from a seed the generator gives, so the data
+    position is two numbers (``state``) however many frames the system has.
+    """
+
+    def __init__(self, system, batch_size: int, to_graphs: Callable):
+        self.system, self.batch_size, self.to_graphs = system, batch_size, to_graphs
+        self.streamed = not isinstance(system, System)
+        if self.streamed:
+            spread = np.linspace(0, system.nframes - 1, SHAPE_SAMPLE_FRAMES).astype(int)
+            self.graphs = None
+            self.sample_graphs = to_graphs(system.select_frames(np.unique(spread)))
+            most_edges = math.ceil(EDGE_MARGIN * max(int(g.n_edge[0]) for g in self.sample_graphs))
+        else:
+            self.graphs = self.sample_graphs = to_graphs(system)
+            most_edges = max(int(g.n_edge[0]) for g in self.graphs)
         self.shape = (
             bucket_size(batch_size * system.natoms + 1, NODE_MANTISSA_BITS),
             bucket_size(batch_size * most_edges),
             batch_size + 1,
         )
         self.order: np.ndarray = np.arange(0)
-        self.cursor = 0
+        self.cursor, self.order_seed = 0, None
+        self.neighbor_limits: Sequence[tuple[float, int]] = ()  # streamed: (rcut A, most)
+        self.share: np.ndarray | None = None  # streamed, several processes: this one's frames
 
     @property
     def nbatches(self) -> int:
         return max(1, self.system.nframes // self.batch_size)
 
-    def next_batch(self, rng: np.random.Generator) -> jraph.GraphsTuple:
-        """The next batch of the shuffled order, padded to ``self.shape``."""
+    def next_frames(self, rng: np.random.Generator) -> np.ndarray:
+        """[batch_size] frame indices of the next batch of the shuffled order."""
         if self.cursor + self.batch_size > len(self.order):
-            self.order, self.cursor = rng.permutation(len(self.graphs)), 0
+            if self.streamed:
+                self.order_seed = int(rng.integers(2**63))
+                self.order = self._permutation()
+            else:
+                self.order = rng.permutation(self.system.nframes)
+            self.cursor = 0
             if len(self.order) < self.batch_size:  # fewer frames than a batch: repeat them
                 self.order = np.resize(self.order, self.batch_size)
         idx = self.order[self.cursor : self.cursor + self.batch_size]
         self.cursor += self.batch_size
-        return pad_graph(batch_graphs([self.graphs[i] for i in idx]), *self.shape)
+        return idx
+
+    def _permutation(self) -> np.ndarray:
+        """A pass's order: of every frame, or of this process's share (``shard``)."""
+        frames = self.system.nframes if self.share is None else self.share
+        return np.random.default_rng(self.order_seed).permutation(frames)
+
+    def shard(self, index: int, count: int) -> None:
+        """Streamed: draw from (and so read) only process ``index``'s share of the frames, the
+        ``index``-th of ``count`` contiguous blocks of nframes // count (the last nframes %
+        count frames unused), so every process's position moves in step with the others'."""
+        size = self.system.nframes // count
+        if size == 0:
+            raise DataError(f"{self.system.path}: {self.system.nframes} frames, fewer than the "
+                            f"{count} processes that share them")  # fmt: skip
+        self.share = np.arange(index * size, (index + 1) * size) if count > 1 else None
+
+    def batch(self, idx: np.ndarray) -> jraph.GraphsTuple:
+        """The frames ``idx`` as one batch padded to ``self.shape``."""
+        if not self.streamed:
+            return pad_graph(batch_graphs([self.graphs[i] for i in idx]), *self.shape)
+        batch = batch_graphs(self.to_graphs(self.system.select_frames(idx)))
+        self._check_sampled(batch, np.asarray(idx).tolist())
+        return pad_graph(batch, *self.shape)
+
+    def _check_sampled(self, batch: jraph.GraphsTuple, frames: list[int]) -> None:
+        """A streamed batch within the shape and slots set from the sample (else DataError)."""
+        where = f"{self.system.path}: frames {frames}"
+        for rcut, slots in self.neighbor_limits:
+            if (most := most_neighbors(batch, rcut)) > slots:
+                raise DataError(
+                    f"{where} have an atom with {most} neighbors within {rcut} A, more than the "
+                    f"{slots} slots laid out from a sample of {SHAPE_SAMPLE_FRAMES} frames per "
+                    "system; raise graph.dataset.SHAPE_SAMPLE_FRAMES or read the data whole "
+                    "(data.dataset.STREAM_FRAMES)"
+                )
+        if batch.senders.shape[0] > self.shape[1]:
+            raise DataError(
+                f"{where} have {batch.senders.shape[0]} edges, more than the {self.shape[1]} "
+                f"padded for this system from a sample of {SHAPE_SAMPLE_FRAMES} frames; raise "
+                "graph.dataset.EDGE_MARGIN"
+            )
+
+    def next_batch(self, rng: np.random.Generator) -> jraph.GraphsTuple:
+        """The next batch of the shuffled order, padded to ``self.shape``."""
+        return self.batch(self.next_frames(rng))
 
     def all_batches(self) -> list[jraph.GraphsTuple]:
         """Every frame once, in order, in padded batches (the last one may hold fewer)."""
-        out = []
-        for start in range(0, len(self.graphs), self.batch_size):
-            chunk = self.graphs[start : start + self.batch_size]
-            out.append(pad_graph(batch_graphs(chunk), *self.shape))
-        return out
+        n, b = self.system.nframes, self.batch_size
+        return [self.batch(np.arange(start, min(start + b, n))) for start in range(0, n, b)]
+
+    def state(self) -> dict:
+        """The position in the shuffled order (JSON-ready)."""
+        if self.streamed:
+            return {"order_seed": self.order_seed, "cursor": self.cursor}
+        return {"order": self.order.tolist(), "cursor": self.cursor}
+
+    def restore(self, state: dict) -> None:
+        """Inverse of ``state``."""
+        self.cursor = int(state["cursor"])
+        if "order" in state:
+            self.order = np.asarray(state["order"], np.int64)
+            return
+        self.order_seed = state["order_seed"]
+        self.order = np.arange(0) if self.order_seed is None else self._permutation()
+        if 0 < len(self.order) < self.batch_size:
+            self.order = np.resize(self.order, self.batch_size)
 
 
 class Dataset:
@@ -97,11 +193,12 @@ class Dataset:
         specs = batch_size if isinstance(batch_size, list | tuple) else [batch_size] * len(systems)
         if len(specs) != len(systems):
             raise ConfigError(f"batch_size: {len(specs)} values given for {len(systems)} systems")
-        self.systems = []
-        for s, b in zip(systems, specs):
+        def to_graphs(s: System) -> list[jraph.GraphsTuple]:
             fparams, aparams = (None, None) if fitting is None else fitting_parameters(s, fitting)
-            graphs = system_to_graphs(s, rcut, sel, dtype, fparams=fparams, aparams=aparams)
-            self.systems.append(SystemBatches(s, graphs, batch_size_of(b, s.natoms)))
+            return system_to_graphs(s, rcut, sel, dtype, fparams=fparams, aparams=aparams)
+
+        self.systems = [SystemBatches(s, batch_size_of(b, s.natoms), to_graphs)
+                        for s, b in zip(systems, specs)]  # fmt: skip
         self.probs = system_probabilities([s.nbatches for s in self.systems], sys_probs)
         if one_shape:
             self.pad_to(np.max([s.shape for s in self.systems], axis=0))
@@ -120,6 +217,19 @@ class Dataset:
                 raise ValueError(f"pad_to{shape}: smaller than {s.system.path}'s {s.shape}")
             s.shape = shape
 
+    def limit_neighbors(self, limits: Sequence[tuple[float, int]]) -> None:
+        """Streamed systems check each batch against ``limits``: (rcut A, most neighbors of an
+        atom within it) per compacted descriptor block (a DataError beyond)."""
+        for s in self.systems:
+            s.neighbor_limits = tuple(limits) if s.streamed else ()
+
+    def shard(self, index: int, count: int) -> None:
+        """Streamed systems: process ``index`` of ``count`` draws from its own share of each
+        system's frames (``SystemBatches.shard``); in-memory systems are drawn from whole."""
+        for s in self.systems:
+            if s.streamed:
+                s.shard(index, count)
+
     @property
     def shapes(self) -> set[tuple[int, int, int]]:
         """The distinct padded batch shapes (n_node, n_edge, n_graph)."""
@@ -127,7 +237,7 @@ class Dataset:
 
     def state(self) -> list[dict]:
         """Where each system is in its shuffled order (JSON-ready), for an exact restart."""
-        return [{"order": s.order.tolist(), "cursor": s.cursor} for s in self.systems]
+        return [s.state() for s in self.systems]
 
     def restore(self, state: list[dict]) -> None:
         """Inverse of ``state``."""
@@ -137,9 +247,23 @@ class Dataset:
                 f"{len(self.systems)}: restart with the same training systems"
             )
         for s, st in zip(self.systems, state):
-            s.order, s.cursor = np.asarray(st["order"], np.int64), int(st["cursor"])
+            s.restore(st)
 
     def sample(self, rng: np.random.Generator) -> tuple[int, jraph.GraphsTuple]:
         """(system index, padded batch) drawn by the system probabilities."""
+        k, idx = self.plan(rng)
+        return k, self.systems[k].batch(idx)
+
+    def peek(self, rng: np.random.Generator) -> tuple[int, jraph.GraphsTuple]:
+        """(system index, padded batch) like ``sample``, its frames drawn at random without
+        moving the data position (``state``): safe beside a thread drawing with ``plan``."""
         k = int(rng.choice(len(self.systems), p=self.probs))
-        return k, self.systems[k].next_batch(rng)
+        sb = self.systems[k]
+        n = sb.system.nframes
+        return k, sb.batch(rng.choice(n, sb.batch_size, replace=n < sb.batch_size))
+
+    def plan(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """What ``sample`` draws, without building the batch: (system index, [batch_size]
+        frame indices); ``self.systems[k].batch(idx)`` builds it (in any thread)."""
+        k = int(rng.choice(len(self.systems), p=self.probs))
+        return k, self.systems[k].next_frames(rng)

@@ -225,7 +225,7 @@ def refit_energy_bias(
     if mode not in ("change", "set"):
         raise ConfigError(f"bias mode {mode!r}: use 'change' or 'set'")
     enable_x64_for(cfg.descriptor.precision)
-    labelled = [s for s in systems if s.energies is not None]
+    labelled = [s for s in systems if s.has("energies")]
     if not labelled:
         raise DataError(f"refitting the energy bias needs energy.npy; none in "
                         f"{[s.path for s in systems]}")  # fmt: skip

@@ -3,7 +3,8 @@ of calls.
 
     read each task's systems -> graphs and batches (train/tasks.py) -> statistics
     (model/statistics.py) or a pretrained model (train/finetune.py) or a checkpoint (--restart)
-    -> jitted train step per task (train/tasks.py, train/step.py, train/parallel.py)
+    -> jitted train step per task (train/tasks.py, train/step.py, train/parallel.py), fed by
+       batches prepared one step ahead (train/pipeline.py; large data streamed from disk)
     -> lcurve.out, progress bar, best model (train/report.py), checkpoints
     -> WORKDIR/model (a dpa2_jax model directory: dpa2_jax.load(WORKDIR) reads it)
 
@@ -42,7 +43,8 @@ from dpa2_jax.train.optimizer import make_optimizer
 from dpa2_jax.train.report import BEST_DIR, Report
 from dpa2_jax.train.schedules import make_schedule
 from dpa2_jax.train.state import create_state
-from dpa2_jax.train.tasks import TaskData, TaskSteps, draw_task, read_task_data, training_layout
+from dpa2_jax.train.pipeline import BatchStream
+from dpa2_jax.train.tasks import TaskData, TaskSteps, read_task_data, training_layout
 
 __all__ = ["BEST_DIR", "MODEL_DIR", "initial_params", "train_and_evaluate", "training_layout"]
 
@@ -82,20 +84,21 @@ def _train(run: RunConfig, workdir: str, restart: bool, finetune, stop: StopRequ
     report = Report(run, workdir, data, steps, int(state.step), best, valid_rng,
                     chief=jax.process_index() == 0)  # fmt: skip
     t0, first = time.perf_counter(), int(state.step)
+    batches = BatchStream(run, data, devices, rng, first, tr.numb_steps)
     try:
         for step in range(first, tr.numb_steps):
-            name = draw_task(run, rng)
-            k, batch = devices.sample(data[name].train, rng)
+            name, k, batch = batches.next()
             state, metrics = steps.train(name, state, batch)
             report.step_done(step, name, data[name].train.systems[k].system.path, state, metrics,
-                             rng, ckpts)  # fmt: skip
+                             ckpts)  # fmt: skip
             if (step + 1) % tr.save_freq == 0 or step + 1 == tr.numb_steps or stop.signum:
-                meta = {**_meta(run, rng, data, valid_rng), "best": report.best}
+                meta = {**_meta(run, batches.position(), data, valid_rng), "best": report.best}
                 ckpts.save(step + 1, state, meta)
             if stop.signum:
                 raise Interrupted(f"stopped by {stop.name} after step {step + 1}; its "
                                   f"checkpoint is in {ckpts.directory}", stop.signum)  # fmt: skip
     finally:
+        batches.close()
         report.close()
         ckpts.close()
     seconds = time.perf_counter() - t0
@@ -184,12 +187,13 @@ def _save_trained(run: RunConfig, workdir: str, state, n_device: int, chief: boo
                    overwrite=True)  # fmt: skip
 
 
-def _meta(run: RunConfig, rng, data: dict[str, TaskData], valid_rng) -> dict:
-    """What a restart needs beside the state: the config, host RNGs and data positions."""
+def _meta(run: RunConfig, position: dict, data: dict[str, TaskData], valid_rng) -> dict:
+    """What a restart needs beside the state: the config, host RNGs and data positions
+    (``position``: the training stream's, ``BatchStream.position``)."""
     return {
         "config": json.loads(json.dumps(run.source)),
-        "rng": rng.bit_generator.state,
-        "data": {name: d.train.state() for name, d in data.items()},
+        "rng": position["rng"],
+        "data": position["data"],
         "valid_rng": valid_rng.bit_generator.state,
         "valid_data": {name: d.valid.state() for name, d in data.items() if d.valid is not None},
     }

@@ -121,13 +121,19 @@ def sample_device_batches(dataset, rng: np.random.Generator, mesh: Mesh):
     n_device of its next batches (one padded shape, equal frame and atom counts: the module
     docstring's condition). Every process draws the same (same ``rng`` state and data) and
     keeps its own devices' batches, so the data position stays identical across processes.
+    A streamed system sharded over processes (``SystemBatches.shard``) gives each process's
+    devices batches of that process's frames only; the positions still move in step (equal
+    shares, the same number of devices per process).
 
     Returns:
       (system index, ``stack_batches`` of this process's batches, ready for ``shard_batch``).
     """
     k = int(rng.choice(len(dataset.systems), p=dataset.probs))
-    batches = [dataset.systems[k].next_batch(rng) for _ in range(mesh.devices.size)]
-    return k, stack_batches([batches[i] for i in local_device_indices(mesh)])
+    local, system = local_device_indices(mesh), dataset.systems[k]
+    if system.share is not None:  # streamed, sharded: this process's frames, its devices only
+        return k, stack_batches([system.next_batch(rng) for _ in local])
+    batches = [system.next_batch(rng) for _ in range(mesh.devices.size)]
+    return k, stack_batches([batches[i] for i in local])
 
 
 def make_parallel_train_step(
@@ -186,10 +192,18 @@ class Devices:
     def sample(self, dataset, rng: np.random.Generator):
         """(system index, batch): ``Dataset.sample`` on one device, one batch per device of one
         system (``sample_device_batches``) sharded over several."""
+        k, host = self.host_batch(dataset, rng)
+        return k, self.put(host)
+
+    def host_batch(self, dataset, rng: np.random.Generator):
+        """``sample``'s draw and host (numpy) batch, before ``put``: safe in another thread."""
         if self.count == 1:
             return dataset.sample(rng)
-        k, local = sample_device_batches(dataset, rng, self.mesh)
-        return k, shard_batch(self.mesh, local)
+        return sample_device_batches(dataset, rng, self.mesh)
+
+    def put(self, host):
+        """A ``host_batch`` on the devices: as is on one, ``shard_batch`` over several."""
+        return host if self.count == 1 else shard_batch(self.mesh, host)
 
     def train_step(self, *args, compiler_options: dict | None = None) -> Callable:
         """Jitted, state-donating ``make_train_step(*args)``, data parallel on several.

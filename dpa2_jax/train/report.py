@@ -49,10 +49,11 @@ class Report:
         self.train_metrics: list[dict] = []  # the training metrics of each row
         self._in_flight = None
 
-    def step_done(self, step: int, name: str, system: str, state, metrics: dict, rng,
+    def step_done(self, step: int, name: str, system: str, state, metrics: dict,
                   ckpts) -> None:  # fmt: skip
         """After the optimizer step ``step`` (from 0) of task ``name`` on a batch of ``system``:
-        a display row every ``disp_freq`` steps; ``rng`` draws the other tasks' batches.
+        a display row every ``disp_freq`` steps (the other tasks' rows on batches peeked at
+        with a generator seeded by (seed, step): the training stream is left as it was).
 
         Raises:
             TrainingError: the loss is not finite at a display (naming the last good
@@ -71,23 +72,24 @@ class Report:
                     f"came from {sorted(set(self.since_display))}); the last good checkpoint "
                     f"(step {ckpts.latest_step()}) is kept in {ckpts.directory}"
                 )
-            self._display(step + 1, name, state, m, rng)
+            self._display(step + 1, name, state, m)
             self.since_display = []
         self.progress.update(1)
         if step == self.first:  # rate and ETA count from here: the compilation is done
             bar, now = self.progress, time.time()
             bar.initial, bar.start_t, bar.last_print_t, bar.last_print_n = bar.n, now, now, bar.n
 
-    def _display(self, step: int, name: str, state, m: dict, rng) -> None:
+    def _display(self, step: int, name: str, state, m: dict) -> None:
         """One row: task ``name``'s training metrics ``m``, the other tasks' on a fresh training
         batch (DeePMD shows every task), validation, the best model, lcurve.out, the bar."""
         lr = m.pop("lr")
         m.pop("loss")
         params = self.steps.devices.host(state.params)
+        rng = np.random.default_rng([self.run.training.seed or 0, step])
         rows = {}
         for other, d in self.data.items():
             trn = m if other == name else self.steps.evaluate(other, params,
-                                                              [d.train.sample(rng)[1]], lr)
+                                                              [d.train.peek(rng)[1]], lr)
             rows[other] = (trn, self.validate(other, params, lr))
         self._keep_best(step, state, [v for _, v in rows.values() if v is not None])
         if self.run.multi_task:

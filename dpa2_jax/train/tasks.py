@@ -13,7 +13,7 @@ import logging
 import jax
 import numpy as np
 
-from dpa2_jax.data.dataset import read_systems
+from dpa2_jax.data.dataset import open_systems, read_systems
 from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.errors import DataError
 from dpa2_jax.graph import fields
@@ -37,7 +37,7 @@ def _check_labels(loss, datasets: list[Dataset]) -> None:
     }
     for data in datasets:
         for sb in data.systems:
-            missing = [k for k, need in needs.items() if need and getattr(sb.system, k) is None]
+            missing = [k for k, need in needs.items() if need and not sb.system.has(k)]
             if missing:
                 raise DataError(
                     f"{sb.system.path}: no {', '.join(missing)} labels, but the loss weights them "
@@ -53,9 +53,10 @@ class TaskData:
         dtype = np.float64 if cfg.descriptor.precision == "float64" else np.float32
         rcut, sel, fitting = cfg.descriptor.rcut, cfg.descriptor.sel, cfg.fitting(task.name)
         self.task = task
-        self.train_systems = read_systems(task.training_data.systems, cfg.type_map)
+        self.train_systems = open_systems(task.training_data.systems, cfg.type_map)
         self.train = Dataset(self.train_systems, rcut, sel, task.training_data.batch_size,
                              task.training_data.sys_probs, dtype, fitting, one_shape)  # fmt: skip
+        self.train.shard(jax.process_index(), jax.process_count())  # streamed: frames per host
         self.valid = None
         if task.validation_data is not None:
             systems = read_systems(task.validation_data.systems, cfg.type_map)
@@ -90,10 +91,16 @@ def draw_task(run: RunConfig, rng: np.random.Generator) -> str:
 def training_layout(cfg, params, datasets: list[Dataset]) -> Layout:
     """The descriptor layout for every frame of the data: blocks that give the same numbers
     with fewer slots (their statistics stay fixed during training) lay out only as many as the
-    most neighbors any atom has (``model/layout.py``); one layout, so one compilation."""
+    most neighbors any atom has (``model/layout.py``); one layout, so one compilation. A
+    streamed system's frames are known from a sample only (``SystemBatches``): its batches are
+    checked against the layout as they are built."""
     blocks = family_of(cfg.descriptor).compactable_blocks(params["descriptor"], cfg.descriptor)
-    graphs = [g for data in datasets for sb in data.systems for g in sb.graphs]
-    return compact_layout(blocks, graphs)
+    graphs = [g for data in datasets for sb in data.systems for g in sb.sample_graphs]
+    layout = compact_layout(blocks, graphs)
+    limits = [(b.rcut, n) for b, n in zip(blocks, layout.slots) if b.exact and n < b.sel]
+    for data in datasets:
+        data.limit_neighbors(limits)
+    return layout
 
 
 class TaskSteps:

@@ -6,6 +6,7 @@ and writes OUT/process_I.npz (parameters after STEPS and STEPS + 1) and OUT/proc
 then all of them restore the checkpoint together and retake step STEPS + 1.
 Mode "restore": a single process (as many devices as the run had) restores the checkpoint and
 the data position, takes step STEPS + 1 and writes OUT/restored.npz and OUT/restored.json.
+Modes "stream" and "union": streamed data, sharded over processes (``streamed``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def flat(tree) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(path): np.asarray(x) for path, x in leaves}
 
 
-def build(mesh):
-    """(train step, replicated initial state, dataset) as the training loop builds them."""
+def build(mesh, streamed: bool = False):
+    """(train step, replicated initial state, dataset) as the training loop builds them;
+    ``streamed``: data_1 read per batch (data/npy_stream.py), not data_0 and data_1 whole."""
     from dpa2_jax.data.dataset import read_systems
     from dpa2_jax.graph.dataset import Dataset
     from dpa2_jax.model.statistics import apply_statistics, compute_statistics
@@ -49,6 +51,10 @@ def build(mesh):
     cfg = model_config(plumbing_model())  # a smaller program: the plumbing is tested
     systems = read_systems([SYSTEMS / "water" / "data_0", SYSTEMS / "water" / "data_1"],
                            cfg.type_map)  # fmt: skip
+    if streamed:
+        from dpa2_jax.data.npy_stream import open_npy_system
+
+        systems = [open_npy_system(SYSTEMS / "water" / "data_1", cfg.type_map)]
     data = Dataset(systems, cfg.descriptor.rcut, cfg.descriptor.sel, 1, None, np.float64)
     params = init(jax.random.key(0), cfg)
     params = apply_statistics(params, cfg, compute_statistics(cfg, systems, max_frames=2))
@@ -71,10 +77,48 @@ def train_steps(step, state, data, rng, mesh, n: int):
     return state, losses
 
 
+def record_reads(data) -> list[int]:
+    """From now on, every frame index the dataset's (one, streamed) system reads."""
+    system, seen = data.systems[0].system, []
+    real = system.select_frames
+
+    def select_frames(idx):
+        seen.extend(np.arange(system.nframes)[idx].tolist())
+        return real(idx)
+
+    system.select_frames = select_frames
+    return seen
+
+
+def streamed(args, mesh) -> None:
+    """Mode "stream": each process trains on its share of streamed data_1, recording the frames
+    it reads. Mode "union": one process, 4 devices, draws both shares as the two processes
+    would (process p's two batches from share p) and takes the same steps on the union."""
+    from dpa2_jax.train import parallel
+
+    step, state, data = build(mesh, streamed=True)
+    count = 2 if args.mode == "union" else jax.process_count()
+    shares = [data] + [build(mesh, streamed=True)[2] for _ in range(count - 1)]
+    for p, d in enumerate(shares):
+        d.shard(p if args.mode == "union" else jax.process_index(), count)
+    seen, rngs = record_reads(data), [np.random.default_rng(1) for _ in shares]
+    # a process's draw: its two devices' batches (in "union", drawn as on a 2-device mesh)
+    per_process = mesh if args.mode == "stream" else parallel.make_mesh(jax.devices()[:2])
+    for _ in range(STEPS + 1):
+        local = [parallel.sample_device_batches(d, r, per_process)[1]
+                 for d, r in zip(shares, rngs)]  # fmt: skip
+        union = jax.tree.map(lambda *xs: np.concatenate(xs), *local)  # process 0's, then 1's
+        state, _ = step(state, parallel.shard_batch(mesh, union))
+    name = f"{args.mode}_{jax.process_index()}"
+    np.savez(os.path.join(args.out, f"{name}.npz"), **flat(parallel.unreplicate(state.params)))
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump({"read": seen}, f)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     distributed.add_arguments(parser)
-    parser.add_argument("mode", choices=("train", "restore"))
+    parser.add_argument("mode", choices=("train", "restore", "stream", "union"))
     parser.add_argument("out")
     args = parser.parse_args()
     distributed.initialize(args)
@@ -84,6 +128,8 @@ def main() -> None:
     from dpa2_jax.train import parallel
 
     mesh = parallel.make_mesh()
+    if args.mode in ("stream", "union"):
+        return streamed(args, mesh)
     step, state, data = build(mesh)
     rng = np.random.default_rng(1)
     ckpts = TrainCheckpoints(os.path.join(args.out, "checkpoints"))

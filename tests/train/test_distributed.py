@@ -39,9 +39,15 @@ def _free_port() -> int:
 def run(tmp_path_factory):
     """The two-process run's output folder."""
     out = tmp_path_factory.mktemp("distributed")
+    _two_processes("train", out)
+    return out
+
+
+def _two_processes(mode: str, out) -> None:
+    """Runs the worker's ``mode`` in two processes of 2 CPU devices each; asserts both succeed."""
     address = f"127.0.0.1:{_free_port()}"
     command = [sys.executable, str(WORKER), "--distributed", "--coordinator-address", address,
-               "--num-processes", "2", "train", str(out)]  # fmt: skip
+               "--num-processes", "2", mode, str(out)]  # fmt: skip
     out_err = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
     procs = [subprocess.Popen([*command, "--process-id", str(i)], env=_env(2), **out_err)
              for i in range(2)]  # fmt: skip
@@ -53,7 +59,6 @@ def run(tmp_path_factory):
                 p.kill()
     for p, log in zip(procs, logs):
         assert p.returncode == 0, log[-4000:]
-    return out
 
 
 def test_two_processes_train_to_identical_parameters_and_save(run):
@@ -105,3 +110,20 @@ def test_shard_frames_are_disjoint_and_cover_all(n, count):
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
     with pytest.raises(ValueError, match="process_index=5"):
         distributed.shard_frames(n, 5, count)
+
+
+@pytest.mark.slow  # two processes and one, each compiling: ~2 minutes on 2 cores
+def test_streamed_shares_are_disjoint_and_train_as_the_union_batch(tmp_path):
+    """Two processes on streamed data_1 (160 frames, sharded 80 + 80) read disjoint frames, and
+    their parameters equal one process's with the union of their batches (1e-12, float64)."""
+    _two_processes("stream", tmp_path)
+    union = subprocess.run([sys.executable, str(WORKER), "union", str(tmp_path)], env=_env(4),
+                           capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
+    assert union.returncode == 0, union.stderr[-4000:]
+    reads = [json.loads((tmp_path / f"stream_{i}.json").read_text())["read"] for i in range(2)]
+    assert len(reads[0]) == len(reads[1]) == 3 * 2  # 3 steps x 2 devices x batch 1
+    assert set(reads[0]) <= set(range(80)) and set(reads[1]) <= set(range(80, 160))
+    a, b = np.load(tmp_path / "stream_0.npz"), np.load(tmp_path / "union_0.npz")
+    assert a.files == b.files
+    for key in a.files:
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-12, err_msg=key)
