@@ -90,10 +90,11 @@ def draw_task(run: RunConfig, rng: np.random.Generator) -> str:
 def training_layout(cfg, params, datasets: list[Dataset]) -> Layout:
     """The descriptor layout for every frame of the data: blocks that give the same numbers
     with fewer slots (their statistics stay fixed during training) lay out only as many as the
-    most neighbors any atom has (``model/layout.py``); one layout, so one compilation."""
+    most neighbors any atom has (``model/layout.py``), exactly: one layout, so one compilation
+    whatever the rounding, and every slot less is work less in every step."""
     blocks = family_of(cfg.descriptor).compactable_blocks(params["descriptor"], cfg.descriptor)
     graphs = [g for data in datasets for sb in data.systems for g in sb.graphs]
-    return compact_layout(blocks, graphs)
+    return compact_layout(blocks, graphs, multiple=1)
 
 
 class TaskSteps:
