@@ -1,6 +1,7 @@
 """Benchmarks of dpa2_jax; prints one JSON dict {case name: results} to stdout.
 
 Usage: python scripts/benchmark.py [--cases neighbor_list_100k ...] [--repeats 3]
+       python scripts/benchmark.py --suite device [--quick]   (a table; scripts/benchmark_device.py)
 
 Reference figures: ../shared/BENCHMARKS.md. To add a case, write a function taking the parsed
 arguments and returning a JSON-serialisable dict, and register it in CASES.
@@ -21,6 +22,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+import benchmark_device  # noqa: E402  (scripts/, beside this file)
 from dpa2_jax.graph import neighbor_list  # noqa: E402
 
 WATER = REPO / "tests" / "systems" / "water" / "data_0"
@@ -165,6 +167,25 @@ def _peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
 
 
+def _cost(compiled) -> dict:
+    """XLA's cost analysis of a compiled program: bytes of memory traffic and flops per call
+    (deterministic, unlike timings on a shared machine)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {"bytes_accessed": int(cost.get("bytes accessed", 0)),
+            "flops": int(cost.get("flops", 0))}  # fmt: skip
+
+
+def _peak_device_gb() -> float | None:
+    """Peak bytes the default device held in this process (GPU, TPU), GB; None where the
+    device does not count them (CPU: see peak_rss_gb)."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}  # None on CPU
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else round(peak / 1e9, 3)
+
+
 def inference(model: str, precision: str, n_atoms: int, repeats: int, built=None) -> dict:
     """Energy + forces of tiled water with dpa2_jax: the jitted call on a prepared padded graph
     (what an MD step costs), and Potential.evaluate end to end (host neighbor list included).
@@ -183,12 +204,12 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int, built=None
                                             cfg.descriptor.sel, dtype=pot.dtype)])  # fmt: skip
     layout = pot.layout([unpadded])  # as Potential.evaluate lays them out
     graph = pot.padder(unpadded, n_graph=2)
-    forces_fn = compiled_forces_fn(cfg, "default", layout)
+    start = time.perf_counter()
+    forces_fn = compiled_forces_fn(cfg, "default", layout).lower(pot.params, graph).compile()
 
     def step():
         return jax.block_until_ready(forces_fn(pot.params, graph))
 
-    start = time.perf_counter()
     step()
     compile_s = time.perf_counter() - start
     device, times, _ = timed(step, repeats)
@@ -201,7 +222,9 @@ def inference(model: str, precision: str, n_atoms: int, repeats: int, built=None
         "slots_three_body_repformer": list(layout.slots or ()),
         "evaluate_seconds_per_frame": round(end_to_end, 4),
         "compile_seconds": round(compile_s, 2),
+        **_cost(forces_fn),
         "peak_rss_gb": _peak_rss_gb(),
+        "peak_device_gb": _peak_device_gb(),
     }
 
 
@@ -246,11 +269,13 @@ def student(precision: str, compressed: bool, repeats: int) -> dict:
 
 def train_step(model: str, precision: str, repeats: int) -> dict:
     """One optimizer step (energy + forces loss, its gradient, Adam) of configs/<model>.py on one
-    192-atom water frame (batch 1, DeePMD's water_small loss prefactors), after compilation."""
+    192-atom water frame (batch 1, DeePMD's water_small loss prefactors), after compilation,
+    compiled with the options ``dpa2-jax train`` uses; with XLA's bytes and flops per step."""
     import jax
 
     from dpa2_jax.data.dataset import read_systems
     from dpa2_jax.graph.dataset import Dataset
+    from dpa2_jax.model.jax_setup import compiler_options
     from dpa2_jax.train.loop import training_layout
     from dpa2_jax.train.loss import EnergyLossConfig
     from dpa2_jax.train.optimizer import make_optimizer
@@ -267,10 +292,12 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
     loss = EnergyLossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000, limit_pref_f=1)
     state = create_state(params, optimizer)
     layout = training_layout(cfg, state.params, [data])  # as dpa2-jax train lays slots out
-    step = jax.jit(make_train_step(cfg, None, loss, optimizer, schedule, layout))
     rng = np.random.default_rng(0)
     batches = [data.sample(rng)[1] for _ in range(repeats + 1)]
     start = time.perf_counter()
+    step = jax.jit(make_train_step(cfg, None, loss, optimizer, schedule, layout),
+                   compiler_options=compiler_options())  # as dpa2-jax train compiles it
+    step = step.lower(state, batches[0]).compile()
     state, _ = jax.block_until_ready(step(state, batches[0]))
     compile_s = time.perf_counter() - start
     times = []
@@ -283,7 +310,10 @@ def train_step(model: str, precision: str, repeats: int) -> dict:
         "seconds_all": [round(t, 4) for t in times],
         "compile_seconds": round(compile_s, 2),
         "slots_three_body_repformer": list(layout.slots or ()),
+        **_cost(step),
         "peak_rss_gb": _peak_rss_gb(),
+        "peak_device_gb": _peak_device_gb(),
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
     }
 
 
@@ -596,7 +626,8 @@ def md_nve(model: str, precision: str, n_atoms: int, repeats: int, steps: int = 
     chunk, compile_s = _our_md(model, precision, n_atoms, steps)
     median, times, _ = timed(chunk, repeats)
     return {"atoms": n_atoms, "steps_per_call": steps, **_md_numbers(median, times, n_atoms, steps),
-            "compile_seconds": round(compile_s, 2), "peak_rss_gb": _peak_rss_gb()}  # fmt: skip
+            "compile_seconds": round(compile_s, 2), "peak_rss_gb": _peak_rss_gb(),
+            "peak_device_gb": _peak_device_gb()}  # fmt: skip
 
 
 def reference_md_nve(model: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
@@ -736,6 +767,7 @@ for _p in ("float64", "float32"):  # MD: 10 NVE steps per jitted call
         )
 CASES["data_pipeline_200"] = lambda a: data_pipeline(200, a.repeats)
 CASES["data_pipeline_100000"] = lambda a: data_pipeline(100_000, a.repeats)
+CASES.update(benchmark_device.cases(train_step, inference, md_nve))
 CASES["reference_md_small_float64_192"] = lambda a: reference_md_nve("small", 192, a.repeats)
 CASES["compare_md_small_float64_192"] = lambda a: compare_md("small", 192, a.repeats)
 DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_small_float64",
@@ -744,16 +776,29 @@ DEFAULT = ["neighbor_list_100k", "init_small", "first_call_small", "train_step_s
            "small_float64_5184", "small_float64_12288"]  # fmt: skip
 
 
-def run_isolated(name: str, repeats: int, md_steps: int = 10) -> dict:
+def run_isolated(name: str, repeats: int, md_steps: int = 10, quick: bool = False) -> dict:
     """Runs one case in a fresh process, so that its peak memory is its own."""
     out = subprocess.run(
         [sys.executable, __file__, "--worker", name, "--repeats", str(repeats),
-         "--md-steps", str(md_steps)],
+         "--md-steps", str(md_steps)] + (["--quick"] if quick else []),
         capture_output=True, text=True,
     )  # fmt: skip
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     return json.loads(out.stdout)
+
+
+def device_suite(quick: bool) -> None:
+    """Prints the device suite's table (scripts/benchmark_device.py), then its results as JSON."""
+    start = time.perf_counter()
+    names = benchmark_device.case_names(quick)
+    repeats = benchmark_device.SETTINGS[quick]["repeats"]
+    results = {name: run_isolated(name, repeats, quick=quick) for name in names}
+    # JAX is started in the workers only: here it would hold device memory they need
+    device = next((r["device"] for r in results.values() if "device" in r), "unknown device")
+    print(benchmark_device.table(results, quick, device))
+    print(f"\n{time.perf_counter() - start:.0f} s in all\n")
+    print(json.dumps(results, indent=2))
 
 
 def main() -> None:
@@ -772,10 +817,21 @@ def main() -> None:
         "--md-steps", type=int, default=10,
         help="MD steps per jitted call in the md_* cases (1 for the largest boxes)",
     )  # fmt: skip
+    parser.add_argument(
+        "--suite", choices=["device"],
+        help="device: the table of scripts/benchmark_device.py (train step, energy + forces, MD, "
+        "atoms per GB; float32 and float64) instead of --cases",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true", help="with --suite device: its CPU-sized form"
+    )  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(CASES[args.worker](args)))
+        return
+    if args.suite == "device":
+        device_suite(args.quick)
         return
     cases = list(args.cases)
     if args.reference:

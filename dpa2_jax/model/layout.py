@@ -20,11 +20,16 @@ SLOT_MULTIPLE = 8
 
 
 def compact_layout(
-    blocks: Sequence[Block], batches: Sequence[jraph.GraphsTuple], node_chunk: int = 1024
+    blocks: Sequence[Block],
+    batches: Sequence[jraph.GraphsTuple],
+    node_chunk: int = 1024,
+    multiple: int = SLOT_MULTIPLE,
 ) -> Layout:
-    """The layout for unpadded host ``batches``: per block, its slots (``sel`` if not exact)."""
+    """The layout for unpadded host ``batches``: per block, its slots (``sel`` if not exact),
+    rounded up to ``multiple`` (1 when the batches are all the layout will ever see)."""
     slots = tuple(
-        min(b.sel, _round_up(max_neighbors(batches, b.rcut))) if b.exact else b.sel for b in blocks
+        min(b.sel, _round_up(max_neighbors(batches, b.rcut), multiple)) if b.exact else b.sel
+        for b in blocks
     )
     return Layout(node_chunk=node_chunk, slots=slots)
 
@@ -39,5 +44,5 @@ def max_neighbors(batches: Sequence[jraph.GraphsTuple], rcut: float) -> int:
     return most
 
 
-def _round_up(n: int) -> int:
-    return max(SLOT_MULTIPLE, -(-n // SLOT_MULTIPLE) * SLOT_MULTIPLE)
+def _round_up(n: int, multiple: int = SLOT_MULTIPLE) -> int:
+    return max(multiple, -(-n // multiple) * multiple)

@@ -181,39 +181,3 @@ def dense_from_projections(layer: Params, pre: Array, act: str) -> Array:
     if layer.get("idt") is not None:
         y = y * layer["idt"]
     return y
-
-
-def network_channels(
-    layers: Sequence[Params], xs: list[Array], act: str, first_pre: bool = False
-) -> list[Array]:
-    """An embedding network applied channel by channel: ``xs[c]`` holds input channel c as a
-    whole array (any shape), and each output channel is an explicit weighted sum.
-
-    Same numbers as ``network`` on the stacked channels, but for narrow networks over large
-    pair tensors (three-body: [n_node, sel, sel] per channel) XLA fuses every layer into one
-    elementwise loop instead of many skinny matrix products. With ``first_pre`` the inputs are
-    the first layer's pre-activations (x @ w already formed, as from ``first_layer_split``).
-    """
-    fn = activation(act)
-    for k, layer in enumerate(layers):
-        w = layer["w"]
-        d_in, d_out = w.shape
-        b, idt = layer.get("b"), layer.get("idt")
-        ys = []
-        for o in range(d_out):
-            if first_pre and k == 0:
-                pre = xs[o]
-            else:
-                pre = xs[0] * w[0, o]
-                for i in range(1, d_in):
-                    pre = pre + xs[i] * w[i, o]
-            if b is not None:
-                pre = pre + b[o]
-            y = fn(pre)
-            if idt is not None:
-                y = y * idt[o]
-            if not (first_pre and k == 0) and d_out in (d_in, 2 * d_in):
-                y = y + xs[o % d_in]
-            ys.append(y)
-        xs = ys
-    return xs

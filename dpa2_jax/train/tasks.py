@@ -91,12 +91,16 @@ def draw_task(run: RunConfig, rng: np.random.Generator) -> str:
 def training_layout(cfg, params, datasets: list[Dataset]) -> Layout:
     """The descriptor layout for every frame of the data: blocks that give the same numbers
     with fewer slots (their statistics stay fixed during training) lay out only as many as the
-    most neighbors any atom has (``model/layout.py``); one layout, so one compilation. A
-    streamed system's frames are known from a sample only (``SystemBatches``): its batches are
-    checked against the layout as they are built."""
+    most neighbors any atom has (``model/layout.py``): one layout, so one compilation, and
+    every slot less is work less in every step. Exactly as many over data in memory; a
+    streamed system's frames are known from a sample only (``SystemBatches``), so the slots
+    are rounded up to a multiple of 8 and its batches are checked against them as they are
+    built."""
     blocks = family_of(cfg.descriptor).compactable_blocks(params["descriptor"], cfg.descriptor)
-    graphs = [g for data in datasets for sb in data.systems for g in sb.sample_graphs]
-    layout = compact_layout(blocks, graphs)
+    systems = [sb for data in datasets for sb in data.systems]
+    graphs = [g for sb in systems for g in sb.sample_graphs]
+    streamed = any(sb.streamed for sb in systems)
+    layout = compact_layout(blocks, graphs, multiple=8 if streamed else 1)
     limits = [(b.rcut, n) for b, n in zip(blocks, layout.slots) if b.exact and n < b.sel]
     for data in datasets:
         data.limit_neighbors(limits)
