@@ -56,7 +56,8 @@ KINDS = {
     "README.md:25": SETUP,  # set-up 2: the whole test suite
     "README.md:69": SLOW,  # trains water_tiny and water_small (2,000 steps)
     "README.md:86": SLOW,  # multi-task pretraining, then fine-tuning
-    "README.md:105": SLOW,  # 2,000 MD steps
+    "README.md:102": SLOW,  # convert a .pt checkpoint, test a head, fine-tune 20 steps
+    "README.md:116": SLOW,  # 2,000 MD steps
     "docs/distillation.md:3": SLOW,  # the whole distillation pipeline
     "docs/distributed.md:59": CLUSTER,
     "docs/distributed.md:66": CLUSTER,
