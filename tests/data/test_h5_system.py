@@ -8,6 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
+import dpa2_jax
+
 from dpa2_jax.cli.main import main
 from dpa2_jax.data.dataset import open_systems, read_systems
 from dpa2_jax.data.npy_stream import NpyFrames, open_npy_system
@@ -147,3 +149,18 @@ def test_a_whole_read_leaves_the_file_closed(tmp_path, water):
     with h5py.File(path, "w") as f:  # h5py refuses to truncate a file that is still open
         _write_group(f, water.select_frames([0, 1, 2]), sets=(0, 3))
     assert read_npy_system(path).nframes == 3
+
+
+def test_dpa2_jax_test_on_an_h5_file(h5file, water, tiny_dp, tmp_path, capsys):
+    path, _ = h5file
+    assert main(["test", str(tiny_dp), str(path), "--numb-test", "2",
+                 "--detail-file", str(tmp_path / "x")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"# testing system : {path}\n" in out and f"# testing system : {path}#/sys1" in out
+    assert "Virial RMSE" in out
+    e = np.loadtxt(tmp_path / "x.e.out")  # the root's two frames, then /sys1's
+    assert e.shape == (4, 2)
+    np.testing.assert_allclose(e[:, 0], np.tile(water.energies[:2], 2), rtol=1e-12)
+    first = water.select_frames([0, 1])
+    pred = dpa2_jax.load(tiny_dp).evaluate(first.coords, first.cells, first.atom_types)
+    np.testing.assert_allclose(e[:2, 1], pred["energy"], rtol=1e-10)
