@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dpa2_jax.data.ase_io import read_ase
+from dpa2_jax.data.h5_path import is_h5_path
 from dpa2_jax.data.npy_stream import NpyFrames, count_frames, is_mixed_type, open_npy_system
 from dpa2_jax.data.npy_system import find_systems, read_npy_systems
 from dpa2_jax.data.system import System
@@ -24,13 +25,14 @@ from dpa2_jax.errors import ConfigError, DataError
 
 
 def read_systems(paths: Sequence[str | os.PathLike], type_map=None) -> list[System]:
-    """Systems from npy folders, folders searched for them, or ASE-readable files.
+    """Systems from npy folders, folders searched for them, DeePMD-kit HDF5 systems (``FILE.h5``
+    or ``FILE.h5#/GROUP``: every group at or below it holding type.raw) or ASE-readable files.
 
     A mixed-type npy folder (set.*/real_atom_types.npy) gives one System per composition.
     """
     systems = []
     for path in map(os.fspath, paths):
-        if os.path.isdir(path):
+        if _holds_systems(path):
             found = find_systems(path)
             if not found:
                 raise DataError(f"{path}: no DeePMD npy system (a folder with type.raw) in it")
@@ -41,6 +43,11 @@ def read_systems(paths: Sequence[str | os.PathLike], type_map=None) -> list[Syst
         else:
             raise DataError(f"{path}: no such system folder or file")
     return systems
+
+
+def _holds_systems(path: str) -> bool:
+    """Whether ``path`` is searched for npy systems: a folder or an HDF5 file (or group)."""
+    return os.path.isdir(path) or is_h5_path(path)
 
 
 logger = logging.getLogger(__name__)
@@ -56,12 +63,12 @@ def open_systems(
     npy folder is opened frame by frame (``NpyFrames``, nothing read until a batch needs it)
     and the rest read whole."""
     stream_frames = STREAM_FRAMES if stream_frames is None else stream_frames
-    folders = [f for p in map(os.fspath, paths) if os.path.isdir(p) for f in find_systems(p)]
+    folders = [f for p in map(os.fspath, paths) if _holds_systems(p) for f in find_systems(p)]
     if sum(count_frames(f) for f in folders) <= stream_frames:
         return read_systems(paths, type_map)
     systems = []
     for path in map(os.fspath, paths):
-        if not os.path.isdir(path):
+        if not _holds_systems(path):
             systems += read_systems([path], type_map)
             continue
         for folder in find_systems(path):

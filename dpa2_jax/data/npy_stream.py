@@ -8,6 +8,9 @@ each set's map) into an ordinary, validated ``System``, so a training batch, a s
 or a shape sample costs memory for its own frames only. The frames' values (finite numbers,
 non-singular cells) are checked when they are read.
 
+DeePMD-kit's HDF5 systems (``FILE.h5``, ``FILE.h5#/GROUP``; data/h5_path.py) are opened the
+same way: their datasets are read by h5py slicing, the selected frames only.
+
 Standard layout only: a mixed-type folder (real_atom_types.npy) can hold several compositions
 and is read whole by ``read_npy_systems``.
 """
@@ -30,14 +33,19 @@ from dpa2_jax.data.npy_system import (
     read_type_map_raw,
     read_type_raw,
     set_arrays,
+    system_path,
 )
+from dpa2_jax.data.h5_path import H5Node, h5_rows
 from dpa2_jax.data.system import System, check_atom_types
 from dpa2_jax.data.type_map import check_type_map, map_types
 from dpa2_jax.errors import DataError
 
 
-def _map_file(file: pathlib.Path) -> np.ndarray:
-    """A numeric .npy file as a read-only memory map (nothing read but the header)."""
+def _map_file(file: pathlib.Path | H5Node) -> np.ndarray:
+    """A numeric .npy file as a read-only memory map (nothing read but the header); an HDF5
+    system's dataset as ``H5Rows`` (nothing read until rows are selected)."""
+    if isinstance(file, H5Node):
+        return h5_rows(file)
     try:
         array = np.load(file, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -57,8 +65,9 @@ class NpyFrames:
       frames_read: frames read so far (every ``select_frames`` adds its count).
     """
 
-    def __init__(self, root: pathlib.Path, own_map, atom_types, per_set, type_map=None):
-        self.path, self._own_map, self._own_types = str(root), own_map, atom_types
+    def __init__(self, root: pathlib.Path | H5Node, own_map, atom_types, per_set, type_map=None):
+        self.path, self._root = str(root), root
+        self._own_map, self._own_types = own_map, atom_types
         self._sets = per_set
         self._starts = np.cumsum([0] + [len(m["coords"]) for m in per_set])  # [nset + 1]
         self.labels = frozenset(per_set[0])
@@ -107,7 +116,7 @@ class NpyFrames:
                             "of the system's frames (set.* in order)") from err  # fmt: skip
         if self._type_map is None:
             return system
-        where = str(pathlib.Path(self.path) / "type_map.raw")
+        where = str(self._root / "type_map.raw")
         return map_types(system, self._type_map, where=where)
 
 
@@ -126,7 +135,7 @@ def open_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = No
       DataError: as ``read_npy_system`` for a missing or malformed file, and for a mixed-type
         folder (read those with ``read_npy_systems``).
     """
-    root = pathlib.Path(path)
+    root = system_path(path)
     set_dirs = _set_dirs(root)
     if _is_mixed_type(root, set_dirs):
         raise DataError(f"{root}: mixed-type layout; read it with read_npy_systems")
@@ -150,7 +159,7 @@ def open_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = No
 
 def is_mixed_type(path: str | os.PathLike) -> bool:
     """Whether a system folder uses DeePMD's mixed-type layout (set.*/real_atom_types.npy)."""
-    root = pathlib.Path(path)
+    root = system_path(path)
     return _is_mixed_type(root, _set_dirs(root))
 
 
@@ -158,6 +167,6 @@ def count_frames(path: str | os.PathLike) -> int:
     """Frames of a standard npy system from its coord.npy headers (no frame read); 0 for a
     folder that is not one (the caller's reader then gives the error)."""
     try:
-        return sum(len(_map_file(d / "coord.npy")) for d in _set_dirs(pathlib.Path(path)))
+        return sum(len(_map_file(d / "coord.npy")) for d in _set_dirs(system_path(path)))
     except DataError:
         return 0

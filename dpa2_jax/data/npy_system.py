@@ -36,6 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dpa2_jax.data.h5_path import H5Node, find_h5_systems, is_h5_path, split_h5_path
 from dpa2_jax.data.system import System, check_atom_types, check_cells, check_finite
 from dpa2_jax.data.type_map import check_type_map, map_types
 from dpa2_jax.errors import DataError
@@ -68,11 +69,19 @@ def _final_shape(name: str, nframes: int, natoms: int) -> tuple[int, ...]:
     }[name]
 
 
-def load_npy(file: pathlib.Path) -> np.ndarray:
-    """Loads a numeric .npy file as float64.
+def system_path(path: str | os.PathLike | H5Node) -> pathlib.Path | H5Node:
+    """A system folder as a ``pathlib.Path``, or an HDF5 system (``FILE.h5``, ``FILE.h5#/GROUP``)
+    as an ``H5Node``, which the readers below use alike."""
+    if isinstance(path, H5Node):
+        return path
+    return H5Node(*split_h5_path(path)) if is_h5_path(path) else pathlib.Path(path)
+
+
+def load_npy(file: pathlib.Path | H5Node) -> np.ndarray:
+    """Loads a numeric .npy file (or an HDF5 system's dataset) as float64.
 
     Args:
-      file: path to the .npy file.
+      file: path to the .npy file, or an ``H5Node`` naming a dataset.
 
     Returns:
       The array, float64, same shape as stored.
@@ -81,7 +90,7 @@ def load_npy(file: pathlib.Path) -> np.ndarray:
       DataError: if the file cannot be read or does not hold real numbers.
     """
     try:
-        array = np.load(file, allow_pickle=False)
+        array = file.read_array() if isinstance(file, H5Node) else np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise DataError(f"{file}: cannot read .npy file ({type(err).__name__}: {err})") from err
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
@@ -231,10 +240,12 @@ def _is_mixed_type(root: pathlib.Path, set_dirs: list[pathlib.Path]) -> bool:
 
 def _set_dirs(root: pathlib.Path) -> list[pathlib.Path]:
     if not root.is_dir():
-        raise DataError(f"{root}: not a directory (expected a DeePMD npy system folder)")
+        expected = "an HDF5 group" if isinstance(root, H5Node) else "a directory"
+        raise DataError(f"{root}: not {expected} (expected a DeePMD npy system folder)")
     set_dirs = sorted(p for p in root.glob("set.*") if p.is_dir())
     if not set_dirs:
-        raise DataError(f"{root}: no set.* folder (expected set.000/coord.npy, ...)")
+        folder = "group" if isinstance(root, H5Node) else "folder"
+        raise DataError(f"{root}: no set.* {folder} (expected set.000/coord.npy, ...)")
     return set_dirs
 
 
@@ -390,7 +401,7 @@ def read_npy_systems(
       DataError: naming the file and the problem, for any missing, malformed or
         inconsistent input.
     """
-    root = pathlib.Path(path)
+    root = system_path(path)
     set_dirs = _set_dirs(root)
     mixed = _is_mixed_type(root, set_dirs)
     own_map, atom_types, arrays, real_types = _read_folder(root, set_dirs, mixed, type_map)
@@ -422,7 +433,7 @@ def read_npy_system(path: str | os.PathLike, type_map: Sequence[str] | None = No
       DataError: naming the file and the problem, for any missing, malformed or
         inconsistent input, and for a mixed-type folder (use `read_npy_systems`).
     """
-    root = pathlib.Path(path)
+    root = system_path(path)
     set_dirs = _set_dirs(root)
     if _is_mixed_type(root, set_dirs):
         raise DataError(
@@ -446,10 +457,11 @@ def find_systems(root: str | os.PathLike) -> list[str]:
     """Lists every folder at or below `root` that holds a type.raw file.
 
     A folder without type.raw that looks like a system (it holds type_map.raw, nopbc or a set.*
-    folder) is skipped with a logged warning naming it.
+    folder) is skipped with a logged warning naming it. For an HDF5 file (``FILE.h5`` or
+    ``FILE.h5#/GROUP``): every group at or below it with a type.raw dataset (``find_h5_systems``).
 
     Args:
-      root: a system folder or a folder of systems (searched recursively).
+      root: a system folder or a folder of systems (searched recursively), or an HDF5 system.
 
     Returns:
       The system folders as strings, sorted.
@@ -457,6 +469,8 @@ def find_systems(root: str | os.PathLike) -> list[str]:
     Raises:
       DataError: if root is not a directory or holds no system.
     """
+    if is_h5_path(root):
+        return [str(node) for node in find_h5_systems(root)]
     root = pathlib.Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
