@@ -157,14 +157,13 @@ def test_multi_task_run_compiles_once_per_task_and_logs_every_task(pretrained, c
 
 
 @pytest.mark.slow
-def test_compilations_are_counted_per_task(tmp_path, caplog, capsys):
+def test_compilations_are_counted_per_task(tmp_path, capsys):
     (tmp_path / "input.json").write_text(json.dumps(multi_task_input(steps=4)))
-    with caplog.at_level("INFO", logger="dpa2_jax"):
-        assert main(["train", str(tmp_path / "input.json"), "--workdir", str(tmp_path / "w")]) == 0
-    out = capsys.readouterr().out
-    compiled = [r.getMessage() for r in caplog.records if "compiling the" in r.getMessage()]
+    assert main(["train", str(tmp_path / "input.json"), "--workdir", str(tmp_path / "w")]) == 0
+    out, err = capsys.readouterr()  # the CLI logs to stderr through its own handler
+    compiled = [line for line in err.splitlines() if "compiling the" in line]
     training = [m for m in compiled if "training step" in m]
-    assert len(training) <= 3 and len({m.split("task ")[1].split()[0] for m in training}) == len(
+    assert 1 <= len(training) <= 3 and len({m.split("task ")[1].split()[0] for m in training}) == len(
         training
     )  # at most one training step compiled per task
     assert len(compiled) <= 6 and "compilations)" in out
