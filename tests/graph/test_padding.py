@@ -162,3 +162,27 @@ def test_stack_batches():
     np.testing.assert_array_equal(stacked.edges["slot"][1], batches[1].edges["slot"])
     with pytest.raises(ValueError, match="same sizes"):
         stack_batches([batches[0], pad_graph(batch_graphs(graphs[:2]), 32, 256, 3)])
+
+
+
+def test_dataset_pads_atoms_to_the_most_a_shared_shape_needs():
+    """Systems sharing a bucketed shape pad their atoms to the most any of them has plus one,
+    not to the bucket (fewer padding atoms, as many compilations)."""
+    import types
+
+    from dpa2_jax.data.npy_system import read_npy_system
+    from dpa2_jax.graph.dataset import Dataset, tighten_nodes
+    from tests.conftest import SYSTEMS
+
+    water = [read_npy_system(SYSTEMS / "water" / f"data_{i}") for i in (0, 1)]
+    data = Dataset(water, 4.0, 40, batch_size=1)
+    assert {s.shape[0] for s in data.systems} == {max(w.natoms for w in water) + 1}
+
+    def fake(natoms, batch_size, shape):
+        system = types.SimpleNamespace(natoms=natoms)
+        return types.SimpleNamespace(system=system, batch_size=batch_size, shape=shape)
+
+    shared, alone = (32, 512, 3), (64, 512, 3)
+    systems = [fake(13, 2, shared), fake(14, 2, shared), fake(40, 1, alone)]
+    tighten_nodes(systems)
+    assert [s.shape for s in systems] == [(29, 512, 3), (29, 512, 3), (41, 512, 3)]

@@ -237,13 +237,13 @@ def test_compact_layout_equals_full_and_too_few_slots_give_nan(pot, water):
         R, extra_capacity=nbr_dense.idx.shape[1] - nbr.idx.shape[1]
     )
     assert nbr.idx.shape == nbr_dense.idx.shape  # one compilation serves both boxes
-    three, repformer = family_of(pot.config.descriptor).compactable_blocks(
+    three, repformer, repinit = family_of(pot.config.descriptor).compactable_blocks(
         pot.params["descriptor"], pot.config.descriptor
     )
-    assert three.exact  # base.dp: only the three-body block compacts
+    assert three.exact and repinit.exact  # base.dp: the repformer block does not compact
     n3 = _most_neighbors(pot, x, types, cell, three.rcut)
     assert n3 < three.sel
-    compact = Layout(slots=(n3, repformer.sel))
+    compact = Layout(slots=(n3, repformer.sel, repinit.sel))
     assert md_layout(pot, types, R, box, margin=0.0).slots[0] >= n3  # rounded up, capped
     compact_fn = _energy_and_grad(energy_fn(pot, types, box, layout=compact))
     energy, grad = compact_fn(R, nbr, box)

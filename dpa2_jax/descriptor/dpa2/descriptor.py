@@ -86,8 +86,8 @@ def apply(
     Args:
       species: [n_node] int32 type indices.
       nb: neighborhood at the repinit cutoff with ``cfg.sel`` slots.
-      layout: node chunk, and the (three-body, repformer) slots to lay out when fewer than sel
-        suffice (see ``compactable_blocks``); ``slots=None`` lays out all of them.
+      layout: node chunk, and the (three-body, repformer, repinit) slots to lay out when fewer
+        than sel suffice (see ``compactable_blocks``); ``slots=None`` lays out all of them.
 
     Returns:
       [n_node, cfg.dim_out]
@@ -97,10 +97,18 @@ def apply(
     g1_tebd = tebd[species]  # [n_node, tebd_dim]
 
     nb = nb.restrict(ri.rcut, ri.nsel)  # also drops neighbors a stale graph still holds
-    rr, sw, nei = _block_env(params["repinit"], species, nb, cfg, ri.rcut, ri.rcut_smth)
     chunk = layout.node_chunk
     slots = layout.slots
+    n_ri = slots[2] if slots else ri.nsel
+    block = dict(params["repinit"], davg=params["repinit"]["davg"][:, :n_ri],
+                 dstd=params["repinit"]["dstd"][:, :n_ri])  # fmt: skip
+    rr, sw, nei = _block_env(block, species, nb.restrict(ri.rcut, n_ri), cfg, ri.rcut,
+                             ri.rcut_smth)  # fmt: skip
     per_node = [rr, sw, species, nei, g1_tebd]
+    compact = n_ri < ri.nsel
+    if compact:  # the empty slots not laid out, summed per type pair
+        table = repinit.empty_tail(params["repinit"], ri, cfg.smooth, tebd, n_ri)
+        per_node.append(table[species, species[nb.first]])  # [n_node, ng, 4]
     if ri.use_three_body:
         n3 = slots[0] if slots else ri.three_body_sel
         nb3 = nb.restrict(ri.three_body_rcut, n3)
@@ -110,10 +118,11 @@ def apply(
             block, species, nb3, cfg, ri.three_body_rcut, ri.three_body_rcut_smth
         )
 
-    def initial_g1(rr, sw, species, nei, g1_tebd, *three):
+    def initial_g1(rr, sw, species, nei, g1_tebd, *rest):
         """Repinit (+ three-body), brought to g1_dim, per chunk of centers: the wide repinit
         output [n, neuron[-1] * axis_neuron] exists for one chunk at a time."""
-        g1 = repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, species, nei, tebd)
+        tail, three = (rest[0], rest[1:]) if compact else (None, rest)
+        g1 = repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, species, nei, tebd, tail)
         if three:
             rr3, sw3, nei3 = three
             g3 = three_body.apply(params["three_body"], ri, cfg.smooth, rr3, sw3, nei3, tebd)
@@ -140,13 +149,15 @@ def apply(
     return g1
 
 
-def compactable_blocks(params: Params, cfg: DescriptorConfig) -> tuple[Block, Block]:
-    """The three-body and the repformer blocks, each with whether it gives the same numbers
-    when only the slots holding neighbors are laid out (host-side check on concrete parameters).
+def compactable_blocks(params: Params, cfg: DescriptorConfig) -> tuple[Block, Block, Block]:
+    """The three-body, the repformer and the repinit blocks, each with whether it gives the
+    same numbers when only the slots holding neighbors are laid out (host-side check on
+    concrete parameters).
 
     Three-body: an empty slot's row is -davg/dstd; its pair products vanish iff the direction
     columns of davg are zero (DeePMD's statistics keep them zero). Repformer: empty slots are
     masked everywhere except in the smooth softmax of attention, so without attention.
+    Repinit: always, with the empty slots' sum added from a table (``repinit.empty_tail``).
     """
 
     ri, rf = cfg.repinit, cfg.repformer
@@ -157,6 +168,7 @@ def compactable_blocks(params: Params, cfg: DescriptorConfig) -> tuple[Block, Bl
     return (
         Block(ri.three_body_rcut, ri.three_body_sel, bool(three)),
         Block(rf.rcut, rf.nsel, bool(not (cfg.smooth and attention))),
+        Block(ri.rcut, ri.nsel, True),
     )
 
 

@@ -113,6 +113,27 @@ def embed(
     return g_s * g_t + g_s
 
 
+def empty_tail(params: Params, cfg: RepinitConfig, smooth: bool, tebd: Array, start: int) -> Array:
+    """sum_k G_k R~_k over the slots k = start .. nsel - 1 when they are all empty, per
+    (center type, type of the first atom of the center's graph): [n_type, n_type, ng, 4].
+
+    An empty slot's row is (0 - davg) / dstd (never excluded), its switch zero, and its
+    neighbor type that of the graph's first atom (DeePMD reads atom 0 there), so its term
+    depends on those two types only: laying out only the first ``start`` slots and adding
+    this table gives the same sum.
+    """
+    nt = params["davg"].shape[0]
+    davg, dstd = params["davg"][:, start:], params["dstd"][:, start:]
+    centers = jnp.repeat(jnp.arange(nt), nt)  # [nt * nt]: (a, b) -> a
+    firsts = jnp.tile(jnp.arange(nt), nt)  # (a, b) -> b
+    rr = (0.0 - davg[centers]) / dstd[centers]  # [nt * nt, nsel - start, 4], as normalize
+    nei = jnp.broadcast_to(firsts[:, None], rr.shape[:2])
+    g = embed(params, cfg, smooth, rr[..., :1], jnp.zeros(rr.shape[:2], rr.dtype), centers,
+              nei, tebd)  # fmt: skip
+    gr = jnp.einsum("nsg,nsd->ngd", g, rr)
+    return gr.reshape(nt, nt, *gr.shape[1:])
+
+
 def apply(
     params: Params,
     cfg: RepinitConfig,
@@ -122,19 +143,26 @@ def apply(
     species: Array,
     nei_species: Array,
     tebd: Array,
+    tail: Array | None = None,
 ) -> Array:
     """Repinit descriptor.
 
     Args:
-      rr: [n_node, sel, 4] normalised environment matrix, excluded pairs zeroed.
+      rr: [n_node, sel, 4] normalised environment matrix, excluded pairs zeroed (sel: the
+        slots laid out, at most cfg.nsel).
       sw: [n_node, sel] switch, zero in empty or excluded slots.
       species, nei_species: [n_node], [n_node, sel] types of centers and slot neighbors.
       tebd: [n_type + 1, tebd_dim] type embedding.
+      tail: [n_node, ng, 4] the empty slots' sum ``empty_tail`` when fewer than cfg.nsel
+        slots are laid out.
 
     Returns:
       [n_node, neuron[-1] * axis_neuron]
     """
     g = embed(params, cfg, smooth, rr[..., :1], sw, species, nei_species, tebd)
-    gr = jnp.einsum("nsg,nsd->ngd", g, rr) / cfg.nsel  # [n_node, ng, 4]
+    gr = jnp.einsum("nsg,nsd->ngd", g, rr)  # [n_node, ng, 4]
+    if tail is not None:
+        gr = gr + tail
+    gr = gr / cfg.nsel
     grrg = jnp.einsum("ngd,nad->nga", gr, gr[:, : cfg.axis_neuron])  # [n_node, ng, axis]
     return grrg.reshape(grrg.shape[0], -1)
