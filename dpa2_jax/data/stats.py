@@ -55,6 +55,7 @@ def energy_bias(
     preset: Sequence[float | None] | None = None,
     prior: Sequence[float | None] | None = None,
     type_names: Sequence[str] | None = None,
+    prior_note: str = "",
 ) -> np.ndarray:
     """Per-type energy bias by least squares on atom counts (module docstring).
 
@@ -69,6 +70,7 @@ def energy_bias(
         (that type shares the energy left per atom); None for all: DeePMD's minimum norm.
         See ``follow_prior``.
       type_names: the types' element names, for the warning.
+      prior_note: what the prior means, appended to the warning.
 
     Returns:
       [ntypes] bias [eV].
@@ -92,7 +94,7 @@ def energy_bias(
         counts[:, fixed] = 0.0
     bias = np.linalg.lstsq(counts, energy, rcond=rcond)[0][:, 0]  # [ntypes]
     names = list(type_names) if type_names is not None else [str(t) for t in range(len(bias))]
-    bias = follow_prior(bias, counts, energy[:, 0], prior, rcond, names)
+    bias = follow_prior(bias, counts, energy[:, 0], prior, rcond, names, prior_note)
     bias[fixed] = values[fixed]
     return bias
 
@@ -119,6 +121,7 @@ def follow_prior(
     prior: Sequence[float | None] | None,
     rcond: float | None,
     names: Sequence[str],
+    note: str = "",
 ) -> np.ndarray:
     """``bias`` [ntypes] (a least-squares fit of ``energy`` [n_frame] on ``counts``) moved
     along the undetermined directions N (``undetermined_directions``) to the point nearest
@@ -146,12 +149,14 @@ def follow_prior(
         left = energy - counts[:, given] @ target[given]
         target[~given] = shared @ left / max(shared @ shared, 1e-300)
     moved = bias + null @ (null.T @ (target - bias))
-    stated = {names[t]: round(float(target[t]), 4) for t in range(len(bias)) if given[t]}
-    rest = (f"; elements without a prior share the energy left per atom "
-            f"({target[~given][0]:.4f} eV)" if np.any(~given) else "")  # fmt: skip
+    present = np.abs(counts).sum(axis=0) > 0
+    stated = {names[t]: round(float(target[t]), 4) for t in np.flatnonzero(given & present)}
+    sharing = np.flatnonzero(~given & present)
+    rest = (f"; {[names[t] for t in sharing]} (no prior) share the energy left per atom, "
+            f"{target[sharing[0]]:.4f} eV" if sharing.size else "")  # fmt: skip
     logger.warning("energy bias: the data cannot separate the biases of %s (%d direction(s) "
-                   "undetermined: too few compositions); fixed from the prior %s eV%s",
-                   involved, null.shape[1], stated, rest)  # fmt: skip
+                   "undetermined: too few compositions); fixed from the prior %s eV%s%s",
+                   involved, null.shape[1], stated, note, rest)  # fmt: skip
     return moved
 
 

@@ -258,8 +258,9 @@ def refit_energy_bias(
     if mode == "set":
         residual = residual + count @ bias
     prior = fit_prior(cfg.type_map, bias, mode, bias_prior, new_types)
+    note = " (of the correction to the current bias: 0 keeps it)" if mode == "change" else ""
     delta = energy_bias(residual, count, atom_exclude_types=cfg.atom_exclude_types, prior=prior,
-                        type_names=cfg.type_map)  # fmt: skip
+                        type_names=cfg.type_map, prior_note=note)  # fmt: skip
     seen = count.sum(axis=0) > 0
     new_bias = np.where(seen, bias + delta if mode == "change" else delta, bias)
     logger.info("energy bias refitted (%s) on %d frames: %s -> %s eV", mode, len(residual),
