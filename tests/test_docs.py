@@ -64,7 +64,7 @@ KINDS = {
     "docs/distributed.md:83": CLUSTER,
     "docs/distributed.md:101": CLUSTER,
     "docs/finetuning.md:3": SLOW,  # multi-task pretraining, then fine-tuning
-    "docs/finetuning.md:79": SLOW,  # convert a .pt checkpoint, test a head, fine-tune 20 steps
+    "docs/finetuning.md:95": SLOW,  # convert a .pt checkpoint, test a head, fine-tune 20 steps
     "docs/lammps.md:8": LAMMPS,
     "docs/training.md:9": SLOW,  # water_tiny and water_small trainings
     "docs/usage.md:57": SLOW,  # trains water_tiny, 1,000 steps

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=10, metavar="N",
                         help="frames per system used for the fit (default 10, DeePMD's "
                         "data_stat_nbatch)")  # fmt: skip
+    parser.add_argument("--bias-prior", nargs="+", default=None, metavar="EL=EV",
+                        help="per-element energies (eV, e.g. isolated atoms) that the bias "
+                        "follows where the data cannot separate the elements")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
 
 
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                           "with --head NAME")  # fmt: skip
     head = cfg.resolve_head(args.head)
     systems = read_systems(args.systems, cfg.type_map)
-    params = refit_energy_bias(cfg, params, head, systems, args.frames, args.mode)
+    params = refit_energy_bias(cfg, params, head, systems, args.frames, args.mode,
+                               parse_bias_prior(args.bias_prior))  # fmt: skip
     bias = dict(zip(cfg.type_map, params["heads"][head]["out_bias"].tolist()))
     metadata = {**meta, "change_bias": {"systems": [os.path.abspath(s) for s in args.systems],
                                         "mode": args.mode, "head": head}}  # fmt: skip
@@ -80,3 +84,19 @@ def run(args: argparse.Namespace) -> int:
         + f"; wrote {args.output}"
     )
     return 0
+
+
+def parse_bias_prior(items: list[str] | None) -> dict[str, float] | None:
+    """{element: eV} from ``--bias-prior Ge=-107.2 Te=-220.5``; ConfigError naming a bad item."""
+    from dpa2_jax.errors import ConfigError
+
+    if items is None:
+        return None
+    out = {}
+    for item in items:
+        element, _, value = item.partition("=")
+        try:
+            out[element] = float(value)
+        except ValueError:
+            raise ConfigError(f"--bias-prior {item!r}: give ELEMENT=ENERGY_EV") from None
+    return out

@@ -12,6 +12,7 @@ import numpy as np
 
 from dpa2_jax.data.stats import (
     DATA_STAT_NBATCH,
+    bias_prior_vector,
     energy_bias,
     fitting_input_statistics,
     sample_frames,
@@ -52,6 +53,7 @@ def compute_statistics(
     rcond: float | None = None,
     rng: np.random.Generator | None = None,
     head: str | None = None,
+    bias_prior: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Descriptor statistics and the energy bias of a model.
 
@@ -62,6 +64,9 @@ def compute_statistics(
       rcond: see ``data.stats.energy_bias``.
       rng: draws the frames at random when given; otherwise the first ``max_frames``.
       head: the fitting head whose fparam/aparam statistics are taken (None: the only one).
+      bias_prior: {element: eV} that the bias follows where the data leave it undetermined
+        (``data.stats.follow_prior``; elements not named share the energy left per atom);
+        None: DeePMD's minimum norm.
 
     Returns:
       {"descriptor": {block: {"davg", "dstd"}} ([ntypes, sel, 4] each, for environment-matrix
@@ -85,7 +90,11 @@ def compute_statistics(
     )  # [n_frame, ntypes]
     out = {
         "descriptor": descriptor_statistics(cfg, systems),
-        "out_bias": energy_bias(energies, counts, rcond, cfg.atom_exclude_types),
+        "out_bias": energy_bias(
+            energies, counts, rcond, cfg.atom_exclude_types,
+            prior=None if bias_prior is None else bias_prior_vector(cfg.type_map, bias_prior),
+            type_names=cfg.type_map,
+        ),  # fmt: skip
     }
     fitting = fitting_input_statistics(systems, cfg.fitting(cfg.resolve_head(head)))
     if fitting:
@@ -94,7 +103,10 @@ def compute_statistics(
 
 
 def task_statistics(
-    cfg: ModelConfig, tasks: dict[str, tuple[Sequence[System], int]], rcond: float | None = None
+    cfg: ModelConfig,
+    tasks: dict[str, tuple[Sequence[System], int]],
+    rcond: float | None = None,
+    bias_prior: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Statistics of a multi-task model: {"descriptor": ..., "heads": {name: {"out_bias", and
     "fitting" where it has fparam/aparam}}}.
@@ -102,6 +114,7 @@ def task_statistics(
     Args:
       cfg: the ``ModelConfig``, one head per task.
       tasks: per head, (its training systems, frames taken per system).
+      bias_prior: see ``compute_statistics`` (the same for every head).
 
     The shared descriptor's statistics are taken over every task's frames together (DeePMD-kit
     3.2.0's ``share_params`` adds the linked descriptors' moments to the base one unweighted);
@@ -110,7 +123,8 @@ def task_statistics(
     """
     heads, sampled = {}, []
     for name, (systems, max_frames) in tasks.items():
-        stats = compute_statistics(cfg, systems, max_frames, rcond, head=name)
+        stats = compute_statistics(cfg, systems, max_frames, rcond, head=name,
+                                   bias_prior=bias_prior)  # fmt: skip
         heads[name] = {k: v for k, v in stats.items() if k != "descriptor"}
         sampled += _sampled(cfg, systems, max_frames, None)
         descriptor = stats["descriptor"]

@@ -32,6 +32,7 @@ from typing import Any
 
 from ml_collections.config_flags import config_path
 
+from dpa2_jax.data.stats import bias_prior_vector
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.io.deepmd_config import model_config
 from dpa2_jax.model.config import ModelConfig
@@ -99,6 +100,7 @@ class RunConfig:
     training: TrainingConfig
     tasks: tuple[TaskConfig, ...]
     data_stat_nbatch: int = 10
+    bias_prior: dict | None = None  # {element: eV}: model.bias_prior (data.stats.follow_prior)
     source: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -143,6 +145,7 @@ def run_config(d: dict, base_dir: str = ".") -> RunConfig:
             raise ConfigError(f"input: the {name!r} section is missing")
     model = dict(d["model"])
     data_stat_nbatch = int(model.pop("data_stat_nbatch", 10))
+    bias_prior = model.pop("bias_prior", None)
     for key in ("data_stat_protect", "_comment"):
         model.pop(key, None)
     training = dict(d["training"])
@@ -161,6 +164,11 @@ def run_config(d: dict, base_dir: str = ".") -> RunConfig:
             raise ConfigError("loss_dict: only for multi-task inputs (model.model_dict)")
         cfg = model_config(model)
         tasks = (_task(cfg.head_names[0], d.get("loss", {}), training, base_dir, "training"),)
+    if bias_prior is not None:  # checked now: an element outside the type map is named
+        try:
+            bias_prior_vector(cfg.type_map, bias_prior)
+        except ConfigError as err:
+            raise ConfigError(f"model.{err}") from err
     if model_descriptor_frozen(d["model"]):  # DeePMD's descriptor "trainable": false
         training.setdefault("freeze_descriptor", True)
     for key in _DATA_KEYS:
@@ -173,6 +181,7 @@ def run_config(d: dict, base_dir: str = ".") -> RunConfig:
         training=TrainingConfig(**_fields(TrainingConfig, training, "training")),
         tasks=tasks,
         data_stat_nbatch=data_stat_nbatch,
+        bias_prior=bias_prior,
         source=d,
     )
 

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from dpa2_jax.data.dataset import fitting_parameters
-from dpa2_jax.data.stats import energy_bias, sample_frames
+from dpa2_jax.data.stats import bias_prior_vector, energy_bias, sample_frames
 from dpa2_jax.data.system import System
 from dpa2_jax.data.type_map import map_types
 from dpa2_jax.descriptor import family_of
@@ -63,7 +63,12 @@ class Finetune:
 
 
 def finetune_params(
-    cfg: ModelConfig, ft: Finetune, systems: Sequence[System], max_frames: int, seed: int
+    cfg: ModelConfig,
+    ft: Finetune,
+    systems: Sequence[System],
+    max_frames: int,
+    seed: int,
+    bias_prior: dict[str, float] | None = None,
 ) -> Params:
     """Parameters of ``cfg`` (one head) at the start of fine-tuning (module docstring)."""
     if ft.model_branch in (None, RANDOM):
@@ -86,7 +91,8 @@ def finetune_params(
                 leaf[new] = values[key][new]
                 descriptor[block] = {**descriptor[block], key: leaf}
         params = {**params, "descriptor": descriptor}
-    return refit_energy_bias(cfg, params, cfg.head_names[0], systems, max_frames)
+    return refit_energy_bias(cfg, params, cfg.head_names[0], systems, max_frames,
+                             bias_prior=bias_prior, new_types=new)  # fmt: skip
 
 
 def carry_over(
@@ -215,12 +221,19 @@ def refit_energy_bias(
     systems: Sequence[System],
     max_frames: int,
     mode: str = "change",
+    bias_prior: dict[str, float] | None = None,
+    new_types: Sequence[int] = (),
 ) -> Params:
     """``params`` with head ``head``'s ``out_bias`` refitted on the systems' labelled frames.
 
     mode "change" (DeePMD-kit's ``change-by-statistic``): out_bias += the least-squares per-type
     fit of E_label - E_model; "set" (``set-by-statistic``): out_bias = the fit of
     E_label - (E_model - the current bias). Types absent from the data keep their bias.
+    Directions the data leave undetermined (too few compositions: ``data.stats.follow_prior``)
+    follow ``bias_prior`` ({element: eV}, e.g. isolated-atom energies) where it names the
+    element; otherwise, in "change" mode, an element the model knew keeps its bias and the
+    ``new_types`` share the energy left per atom evenly; "set" without a prior keeps DeePMD's
+    minimum norm.
     """
     if mode not in ("change", "set"):
         raise ConfigError(f"bias mode {mode!r}: use 'change' or 'set'")
@@ -244,7 +257,10 @@ def refit_energy_bias(
     bias = np.asarray(params["heads"][head]["out_bias"], np.float64)
     if mode == "set":
         residual = residual + count @ bias
-    delta = energy_bias(residual, count, atom_exclude_types=cfg.atom_exclude_types)
+    prior = fit_prior(cfg.type_map, bias, mode, bias_prior, new_types)
+    note = " (of the correction to the current bias: 0 keeps it)" if mode == "change" else ""
+    delta = energy_bias(residual, count, atom_exclude_types=cfg.atom_exclude_types, prior=prior,
+                        type_names=cfg.type_map, prior_note=note)  # fmt: skip
     seen = count.sum(axis=0) > 0
     new_bias = np.where(seen, bias + delta if mode == "change" else delta, bias)
     logger.info("energy bias refitted (%s) on %d frames: %s -> %s eV", mode, len(residual),
@@ -253,6 +269,27 @@ def refit_energy_bias(
     out_dtype = np.asarray(params["heads"][head]["out_bias"]).dtype
     head_params["out_bias"] = head_params["out_bias"].astype(out_dtype)
     return {**params, "heads": {**params["heads"], head: head_params}}
+
+
+def fit_prior(
+    type_map: Sequence[str],
+    bias: np.ndarray,
+    mode: str,
+    bias_prior: dict[str, float] | None,
+    new_types: Sequence[int],
+) -> list[float | None] | None:
+    """The prior (``data.stats.energy_bias``) of what ``refit_energy_bias`` fits: in "change"
+    mode of the correction to ``bias`` [ntypes] (the user's value minus the bias; 0, the
+    pretrained bias kept, for a known element; None, a share of the energy left per atom, for
+    ``new_types``); in "set" mode of the bias itself (None without ``bias_prior``: DeePMD's
+    minimum norm)."""
+    prior = bias_prior_vector(type_map, bias_prior)
+    if mode == "set":
+        return None if bias_prior is None else prior
+    return [
+        (None if t in new_types else 0.0) if p is None else p - bias[t]
+        for t, p in enumerate(prior)
+    ]
 
 
 def _tree_map(fn, tree):

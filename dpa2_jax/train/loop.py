@@ -135,10 +135,13 @@ def initial_params(run: RunConfig, data: dict[str, TaskData], seed: int, finetun
     if finetune is not None:
         [task] = run.tasks
         return finetune_params(cfg, finetune, data[task.name].train_systems,
-                               data[task.name].stat_frames(run), seed)  # fmt: skip
+                               data[task.name].stat_frames(run), seed,
+                               run.bias_prior)  # fmt: skip
     params = init(jax.random.key(seed), cfg)
     stats = task_statistics(
-        cfg, {name: (d.train_systems, d.stat_frames(run)) for name, d in data.items()}
+        cfg,
+        {name: (d.train_systems, d.stat_frames(run)) for name, d in data.items()},
+        bias_prior=run.bias_prior,
     )
     for name, head_stats in stats["heads"].items():
         params = apply_statistics(params, cfg, {"descriptor": stats["descriptor"], **head_stats},

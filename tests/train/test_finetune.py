@@ -28,3 +28,18 @@ def test_new_elements_get_table_rows_in_0_1_and_kept_ones_their_old_rows(n_old, 
             np.testing.assert_allclose(table[t], table_old[i], atol=1e-14)
         else:
             assert np.all((table[t] >= 0) & (table[t] < 1)), table[t]
+
+
+def test_refit_prior_keeps_known_biases_and_lets_new_elements_share():
+    """Fine-tuning's prior of the bias correction (finetune.fit_prior): 0 keeps a known
+    element's pretrained bias, a user value counts from the current bias, new elements share."""
+    from dpa2_jax.train.finetune import fit_prior
+
+    bias = np.array([-90.0, -10.0, 0.0, 0.0])  # O, H pretrained; Ge, Te new (fresh: 0)
+    type_map = ["O", "H", "Ge", "Te"]
+    assert fit_prior(type_map, bias, "change", None, [2, 3]) == [0.0, 0.0, None, None]
+    assert fit_prior(type_map, bias, "change", {"H": -13.0, "Te": -200.0}, [2, 3]) == [
+        0.0, -3.0, None, -200.0,
+    ]  # fmt: skip
+    assert fit_prior(type_map, bias, "set", None, [2, 3]) is None  # DeePMD's minimum norm
+    assert fit_prior(type_map, bias, "set", {"Ge": -100.0}, [2, 3]) == [None, None, -100.0, None]

@@ -361,3 +361,32 @@ def test_heads_exported_to_dp_and_merged_back_give_deepmds_numbers(pretrained, t
         ref = theirs.call(coord.reshape(2, -1), np.tile(model_types, (2, 1)), box=None)
         ours = pot.evaluate(coord, None, symbols, head=head)["energy"]
         np.testing.assert_allclose(ours, np.asarray(ref["energy"]).reshape(2), rtol=0, atol=1e-10)
+
+
+def test_change_bias_follows_the_bias_prior_where_water_cannot_separate_o_and_h(
+    pretrained, tmp_path, capsys, enable_x64
+):
+    """Water has one composition: --bias-prior fixes the O/H split, the fit keeps the rest."""
+    from dpa2_jax.data.dataset import read_systems
+
+    biased = {}
+    for name, extra in (("plain", []), ("prior", ["--bias-prior", "O=-400", "H=-20"])):
+        out = tmp_path / name
+        assert main(["change-bias", str(pretrained), str(WATER / "data_0"), "--head", "water",
+                     "-o", str(out), "--mode", "set", *extra]) == 0  # fmt: skip
+        biased[name] = dpa2_jax.load(out)
+    type_map = biased["plain"].config.type_map
+    [system] = read_systems([WATER / "data_0"], type_map)
+    count = np.bincount(system.atom_types, minlength=len(type_map)).astype(float)
+    plain, prior = (np.asarray(biased[k].params["heads"]["water"]["out_bias"]) for k in biased)
+    np.testing.assert_allclose(count @ prior, count @ plain, rtol=1e-12)  # same energies
+    o, h = type_map.index("O"), type_map.index("H")
+    free = np.zeros(len(type_map))  # the undetermined direction: O and H against each other
+    free[o], free[h] = count[h], -count[o]
+    stated = np.zeros(len(type_map))
+    stated[o], stated[h] = -400.0, -20.0
+    assert abs(free @ (prior - stated)) < 1e-8 * abs(free @ stated)  # nearest to the prior
+    assert abs(free @ (plain - stated)) > 100.0
+    assert main(["change-bias", str(pretrained), str(WATER / "data_0"), "-o",
+                 str(tmp_path / "bad"), "--head", "water", "--bias-prior", "O:-400"]) == 2  # fmt: skip
+    assert "--bias-prior 'O:-400'" in capsys.readouterr().err
