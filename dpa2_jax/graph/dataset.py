@@ -144,11 +144,14 @@ class SystemBatches:
         n, b = self.system.nframes, self.batch_size
         return [self.batch(np.arange(start, min(start + b, n))) for start in range(0, n, b)]
 
+    def position(self) -> tuple:
+        """The position in the shuffled order, taken in O(1) (an order is replaced on each
+        pass, never changed in place); ``position_state`` makes it JSON-ready."""
+        return (None if self.streamed else self.order), self.order_seed, self.cursor
+
     def state(self) -> dict:
         """The position in the shuffled order (JSON-ready)."""
-        if self.streamed:
-            return {"order_seed": self.order_seed, "cursor": self.cursor}
-        return {"order": self.order.tolist(), "cursor": self.cursor}
+        return position_state(self.position())
 
     def restore(self, state: dict) -> None:
         """Inverse of ``state``."""
@@ -160,6 +163,15 @@ class SystemBatches:
         self.order = np.arange(0) if self.order_seed is None else self._permutation()
         if 0 < len(self.order) < self.batch_size:
             self.order = np.resize(self.order, self.batch_size)
+
+
+def position_state(position: tuple) -> dict:
+    """``SystemBatches.position`` as JSON-ready ``state``: the whole order of a system in
+    memory, the pass's seed of a streamed one."""
+    order, order_seed, cursor = position
+    if order is None:
+        return {"order_seed": order_seed, "cursor": cursor}
+    return {"order": order.tolist(), "cursor": cursor}
 
 
 def tighten_nodes(systems: Sequence[SystemBatches]) -> None:

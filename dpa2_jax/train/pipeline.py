@@ -18,6 +18,7 @@ import threading
 
 import numpy as np
 
+from dpa2_jax.graph.dataset import position_state
 from dpa2_jax.train.tasks import draw_task
 
 AHEAD = 2  # batches prepared ahead at most (one being used, one ready, one in preparation)
@@ -52,8 +53,10 @@ class BatchStream:
         return name, k, host, self._snapshot()
 
     def _snapshot(self) -> dict:
+        """The position after a draw, cheaply (made JSON-ready only when saved: ``position``)."""
         return {"rng": self.rng.bit_generator.state,
-                "data": {n: d.train.state() for n, d in self.data.items()}}  # fmt: skip
+                "data": {n: [s.position() for s in d.train.systems]
+                         for n, d in self.data.items()}}  # fmt: skip
 
     def _work(self, count: int) -> None:
         try:
@@ -83,7 +86,10 @@ class BatchStream:
     def position(self) -> dict:
         """{"rng": generator state, "data": {task: positions}} right after the draw of the
         last batch ``next`` gave: what a restart sets back."""
-        return self._position
+        if self._position is None:
+            return None
+        data = {n: [position_state(p) for p in ps] for n, ps in self._position["data"].items()}
+        return {"rng": self._position["rng"], "data": data}
 
     def close(self) -> None:
         """Stops the thread (a batch in preparation is finished, then dropped)."""
