@@ -36,12 +36,6 @@ SHAPE_SAMPLE_FRAMES = 128  # frames of a streamed system whose graphs set its pa
 EDGE_MARGIN = 1.1  # a streamed system's edges padded to 1.1 x its sample's most (then bucketed)
 
 
-def most_neighbors(batch: jraph.GraphsTuple, rcut: float) -> int:
-    """The most neighbors within rcut (plus 1e-6 A) of any atom of an unpadded batch."""
-    within = np.linalg.norm(fields.edge_vectors(batch), axis=-1) <= rcut + 1e-6
-    return int(np.bincount(batch.receivers[within], minlength=1).max())
-
-
 class SystemBatches:
     """One system's batch size and padded shape, with a shuffled frame order.
 
@@ -121,7 +115,7 @@ class SystemBatches:
         """A streamed batch within the shape and slots set from the sample (else DataError)."""
         where = f"{self.system.path}: frames {frames}"
         for rcut, slots in self.neighbor_limits:
-            if (most := most_neighbors(batch, rcut)) > slots:
+            if (most := fields.max_neighbors([batch], rcut)) > slots:
                 raise DataError(
                     f"{where} have an atom with {most} neighbors within {rcut} A, more than the "
                     f"{slots} slots laid out from a sample of {SHAPE_SAMPLE_FRAMES} frames per "

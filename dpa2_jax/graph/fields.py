@@ -41,6 +41,8 @@ The functions work on numpy arrays (host side) and on JAX arrays (inside a trace
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import jraph
@@ -130,6 +132,16 @@ def edge_vectors(
     edge_graph = node_graph(graph, pos.shape[0])[graph.receivers]  # edges in any order
     offset = _xp(pos).einsum("ek,ekd->ed", shifts(graph).astype(pos.dtype), cell[edge_graph])
     return pos[graph.senders] - pos[graph.receivers] + offset
+
+
+def max_neighbors(batches: Sequence[jraph.GraphsTuple], rcut: float) -> int:
+    """The most neighbors within rcut (plus 1e-6 A) of any atom in unpadded host batches."""
+    most = 0
+    for b in batches:
+        within = np.linalg.norm(edge_vectors(b), axis=-1) <= rcut + 1e-6
+        counts = np.bincount(b.receivers[within], minlength=b.n_node.sum())
+        most = max(most, int(counts.max(initial=0)))
+    return most
 
 
 def graph_sum(graph: jraph.GraphsTuple, values: Array) -> Array:

@@ -14,7 +14,7 @@ import jraph
 import numpy as np
 
 from dpa2_jax.descriptor import Block, Layout
-from dpa2_jax.graph import fields
+from dpa2_jax.graph.fields import max_neighbors
 
 SLOT_MULTIPLE = 8
 
@@ -32,16 +32,6 @@ def compact_layout(
         for b in blocks
     )
     return Layout(node_chunk=node_chunk, slots=slots)
-
-
-def max_neighbors(batches: Sequence[jraph.GraphsTuple], rcut: float) -> int:
-    """The most neighbors within rcut (plus 1e-6 A) of any atom in unpadded host batches."""
-    most = 0
-    for b in batches:
-        within = np.linalg.norm(fields.edge_vectors(b), axis=-1) <= rcut + 1e-6
-        counts = np.bincount(b.receivers[within], minlength=b.n_node.sum())
-        most = max(most, int(counts.max(initial=0)))
-    return most
 
 
 def _round_up(n: int, multiple: int = SLOT_MULTIPLE) -> int:

@@ -12,7 +12,8 @@ from dpa2_jax.data.dataset import open_systems
 from dpa2_jax.data.npy_stream import NpyFrames, count_frames, open_npy_system
 from dpa2_jax.data.npy_system import read_npy_system
 from dpa2_jax.errors import DataError
-from dpa2_jax.graph.dataset import Dataset, most_neighbors
+from dpa2_jax.graph.dataset import Dataset
+from dpa2_jax.graph.fields import max_neighbors
 from tests.conftest import ROOT, SYSTEMS
 
 WATER = SYSTEMS / "water" / "data_1"  # two sets of 80 frames
@@ -120,7 +121,7 @@ def test_streamed_batches_equal_in_memory_batches(large):
 
 def test_streamed_batches_beyond_the_sampled_shape_are_named(large):
     lazy = Dataset([open_npy_system(large)], 4.0, 40, batch_size=2)
-    most = max(most_neighbors(g, 3.0) for g in lazy.systems[0].sample_graphs[:2])  # frames 0, 1
+    most = max(max_neighbors([g], 3.0) for g in lazy.systems[0].sample_graphs[:2])  # frames 0, 1
     lazy.limit_neighbors([(3.0, most)])
     lazy.systems[0].batch(np.array([0, 1]))  # within the sample's limit
     lazy.limit_neighbors([(3.0, most - 1)])
