@@ -28,8 +28,9 @@ from dpa2_jax.graph import neighbor_list  # noqa: E402
 WATER = REPO / "tests" / "systems" / "water" / "data_0"
 
 
-def tiled_water(n_target: int) -> tuple[np.ndarray, np.ndarray]:
-    """The bundled 192-atom water frame tiled k x k x k times, k chosen to reach ~n_target atoms.
+def tiled_water(n_target: int, at_least: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled 192-atom water frame tiled k x k x k times, k chosen to reach ~n_target atoms;
+    with ``at_least``, the fewest tiles (k, k, k), (k, k, k + 1), ... holding n_target atoms.
 
     Returns:
         positions [n_atom, 3] and cell [3, 3], Angstrom.
@@ -37,9 +38,14 @@ def tiled_water(n_target: int) -> tuple[np.ndarray, np.ndarray]:
     cell = np.load(WATER / "set.000" / "box.npy")[0].reshape(3, 3).astype(np.float64)
     coords = np.load(WATER / "set.000" / "coord.npy")[0].reshape(-1, 3).astype(np.float64)
     k = max(1, round((n_target / len(coords)) ** (1 / 3)))
-    images = np.stack(np.meshgrid(*[np.arange(k)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    positions = (coords[None] + (images @ cell)[:, None]).reshape(-1, 3)  # [k^3 * 192, 3]
-    return positions, cell * k
+    reps = [k, k, k]
+    if at_least:
+        reps = [max(1, int((n_target / len(coords)) ** (1 / 3) + 1e-9))] * 3
+        while np.prod(reps) * len(coords) < n_target:
+            reps[max(j for j in range(3) if reps[j] == min(reps))] += 1  # last smallest
+    images = np.stack(np.meshgrid(*[np.arange(r) for r in reps], indexing="ij"), -1).reshape(-1, 3)
+    positions = (coords[None] + (images @ cell)[:, None]).reshape(-1, 3)  # [prod(reps) * 192, 3]
+    return positions, cell * np.asarray(reps, np.float64)[:, None]
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, list[float], object]:
@@ -522,11 +528,11 @@ def compare(model: str, repeats: int) -> dict:
 MD_SKIN = 0.2
 
 
-def _water_atoms(n_atoms: int):
+def _water_atoms(n_atoms: int, at_least: bool = False):
     """Tiled water (``tiled_water``) as periodic ase.Atoms, and its type indices (O 0, H 1)."""
     import ase
 
-    positions, cell = tiled_water(n_atoms)
+    positions, cell = tiled_water(n_atoms, at_least)
     types = np.tile(np.loadtxt(WATER / "type.raw", dtype=int), len(positions) // 192)
     return ase.Atoms(np.array(["O", "H"])[types], positions, cell=cell, pbc=True), types
 
@@ -628,6 +634,70 @@ def md_nve(model: str, precision: str, n_atoms: int, repeats: int, steps: int = 
     return {"atoms": n_atoms, "steps_per_call": steps, **_md_numbers(median, times, n_atoms, steps),
             "compile_seconds": round(compile_s, 2), "peak_rss_gb": _peak_rss_gb(),
             "peak_device_gb": _peak_device_gb()}  # fmt: skip
+
+
+def _rss_peak_since_reset() -> float | None:
+    """Peak resident memory (GB) since the last ``_reset_rss_peak`` (Linux: VmHWM); None
+    elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return None
+    return round(int(line.split()[1]) / 1e6, 3)
+
+
+def _reset_rss_peak() -> None:
+    """Starts a new peak for ``_rss_peak_since_reset`` (Linux only; elsewhere nothing)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def md_memory(model: str, precision: str, n_atoms: int) -> dict:
+    """Memory of one NVE MD step of tiled water (at least ``n_atoms``) (``dpa2-jax md``'s simulation, as ``md_nve``):
+    the process's peak resident memory over everything (KB per atom: the issue's measure),
+    the peak of each phase (setup: model, neighbor list, first forces; compiling the step;
+    two steps), and XLA's temporary buffer of the compiled step (deterministic)."""
+    import jax
+
+    from dpa2_jax.md.simulate import MDConfig, build_simulation
+    from dpa2_jax.model.potential import Potential
+
+    phases = {}
+    _reset_rss_peak()
+    start = time.perf_counter()
+    cfg, params = _model(model, precision)
+    atoms, _ = _water_atoms(n_atoms, at_least=True)
+    n_atoms = len(atoms)
+    sim = build_simulation(Potential(cfg, params), atoms, MDConfig(skin=MD_SKIN))
+    state, nbr = sim.init(0)
+    phases["setup"] = (time.perf_counter() - start, _rss_peak_since_reset())
+    _reset_rss_peak()
+    start = time.perf_counter()
+    step = jax.jit(lambda s, nb: sim.run(s, nb, 1)).lower(state, nbr).compile()
+    phases["compile"] = (time.perf_counter() - start, _rss_peak_since_reset())
+    _reset_rss_peak()
+    start = time.perf_counter()
+    for _ in range(2):
+        state, nbr = jax.block_until_ready(step(state, nbr))
+    phases["two_steps"] = (time.perf_counter() - start, _rss_peak_since_reset())
+    if bool(nbr.did_buffer_overflow) or not np.isfinite(np.asarray(state.position)).all():
+        raise RuntimeError("the step overflowed its neighbor list or turned non-finite")
+    temp = step.memory_analysis().temp_size_in_bytes
+    peak = _peak_rss_gb()
+    return {
+        "atoms": n_atoms,
+        "peak_rss_gb": peak,
+        "peak_rss_kb_per_atom": round(peak * 1e6 / n_atoms, 1),
+        "step_xla_temp_gb": round(temp / 1e9, 3),
+        "step_xla_temp_kb_per_atom": round(temp / 1e3 / n_atoms, 1),
+        **{f"{k}_seconds": round(v[0], 1) for k, v in phases.items()},
+        **{f"{k}_peak_rss_gb": v[1] for k, v in phases.items()},
+        "peak_device_gb": _peak_device_gb(),
+    }
 
 
 def reference_md_nve(model: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
@@ -765,6 +835,8 @@ for _p in ("float64", "float32"):  # MD: 10 NVE steps per jitted call
         CASES[f"md_small_{_p}_{_n}"] = lambda a, p=_p, n=_n: md_nve(
             "small", p, n, a.repeats, a.md_steps
         )
+for _n in (1536, 12288, 98304, 200000):  # memory of one MD step (issue 32)
+    CASES[f"md_memory_small_float64_{_n}"] = lambda a, n=_n: md_memory("small", "float64", n)
 CASES["data_pipeline_200"] = lambda a: data_pipeline(200, a.repeats)
 CASES["data_pipeline_100000"] = lambda a: data_pipeline(100_000, a.repeats)
 CASES.update(benchmark_device.cases(train_step, inference, md_nve))
