@@ -131,11 +131,18 @@ def normalize(em: Array, species: Array, davg: Array, dstd: Array) -> Array:
 
 
 def pair_exclusion_mask(
-    species: Array, nb: Neighborhood, excluded: frozenset[tuple[int, int]]
+    species: Array,
+    nb: Neighborhood,
+    excluded: frozenset[tuple[int, int]],
+    species_all: Array | None = None,
 ) -> Array:
-    """[n_node, sel] True where the (center type, neighbor type) pair is NOT excluded."""
+    """[n_node, sel] True where the (center type, neighbor type) pair is NOT excluded.
+
+    species: [n_node] the centers' types; species_all: the types of every node ``nb.index``
+    points to (default: species, when the centers are all the nodes).
+    """
     keep = jnp.ones(nb.index.shape, bool)
-    nei = species[nb.index]
+    nei = (species if species_all is None else species_all)[nb.index]
     for a, b in sorted(excluded):
         keep &= ~((species[:, None] == a) & (nei == b))
     return keep | ~nb.mask  # an empty slot is never excluded (DeePMD gives it a virtual type)

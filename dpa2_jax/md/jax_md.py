@@ -74,9 +74,11 @@ from dpa2_jax.data.frames import atom_type_indices
 from dpa2_jax.descriptor import Layout, family_of
 from dpa2_jax.graph import batch_graphs, frame_to_graph
 from dpa2_jax.model.energy import dtype_of, make_atomic_energy_fn
+from dpa2_jax.md.neighbor_list import lean_neighbor_list
 from dpa2_jax.model.layout import SLOT_MULTIPLE, max_neighbors
 from dpa2_jax.io.convert import load
 from dpa2_jax.model.potential import Potential
+from dpa2_jax.nn.chunking import NodeChunks
 from dpa2_jax.typing import Array
 
 NeighborListFormat = partition.NeighborListFormat
@@ -135,9 +137,15 @@ def neighbor_fn(
     dr_threshold: float = 0.0,
     capacity_multiplier: float = 1.25,
     format: NeighborListFormat = NeighborListFormat.Dense,
+    chunked: bool = True,
     **kwargs,
 ) -> partition.NeighborListFns:
-    """A ``jax_md.partition.neighbor_list`` for the model: cutoff ``rcut + dr_threshold``.
+    """A JAX-MD neighbor list for the model: cutoff ``rcut + dr_threshold``.
+
+    Periodic Dense lists are built a chunk of atoms at a time (``md/neighbor_list.py``: the
+    same pairs as ``jax_md.partition.neighbor_list``, in JAX-MD's types, without its
+    [N, 27 x cell capacity] candidate arrays); other formats, free space, ``chunked=False``
+    or extra ``kwargs`` use ``jax_md.partition.neighbor_list`` itself.
 
     Args:
       pot: a loaded ``Potential`` (or a path for ``dpa2_jax.load``).
@@ -150,6 +158,7 @@ def neighbor_fn(
       capacity_multiplier: spare capacity over the allocating configuration's neighbors.
       format: Dense (default), Sparse or OrderedSparse (these two only with real or free-space
         coordinates; module docstring); ``energy_fn`` accepts each.
+      chunked: periodic Dense lists from ``md/neighbor_list.py`` (False: JAX-MD's own).
       **kwargs: passed to ``partition.neighbor_list`` (e.g. ``disable_cell_list``).
 
     Raises:
@@ -171,6 +180,9 @@ def neighbor_fn(
             "pair lists in JAX-MD 0.2.29 (module docstring); use format=Dense, or real "
             "coordinates (fractional_coordinates=False) for Sparse/OrderedSparse"
         )
+    if chunked and format is NeighborListFormat.Dense and not kwargs:
+        return lean_neighbor_list(box, pot.rcut, dr_threshold, capacity_multiplier,
+                                  fractional_coordinates=fractional_coordinates)  # fmt: skip
     displacement, _ = space.periodic_general(box, fractional_coordinates=fractional_coordinates)
     fns = partition.neighbor_list(
         displacement, box, pot.rcut, dr_threshold, capacity_multiplier,
@@ -299,12 +311,7 @@ def _edges(idx: Array, fmt: NeighborListFormat, n_atoms: int) -> tuple[Array, Ar
 
 
 def _list_edges(neighbor, n_atoms: int) -> tuple[Array, Array, Array]:
-    """(receivers, senders) [n_edge] and the overflow flag [] of a JAX-MD neighbor list of
-    any format; None: every pair, as a Dense list that never overflows."""
-    if neighbor is None:
-        idx = jnp.broadcast_to(jnp.arange(n_atoms), (n_atoms, n_atoms))
-        idx = jnp.where(jnp.eye(n_atoms, dtype=bool), n_atoms, idx)  # [N, N], no self pairs
-        return *_edges(idx, NeighborListFormat.Dense, n_atoms), jnp.zeros((), bool)
+    """(receivers, senders) [n_edge] and the overflow flag [] of a JAX-MD neighbor list."""
     return *_edges(neighbor.idx, neighbor.format, n_atoms), neighbor.did_buffer_overflow
 
 
@@ -318,6 +325,85 @@ def _image_shifts(u: Array | None, receivers: Array, senders: Array, dtype) -> A
     return -jnp.floor(u_pad[senders] - u_pad[receivers] + 0.5)
 
 
+def _dense_idx(neighbor, n_atoms: int) -> tuple[Array, Array] | None:
+    """([N, capacity] neighbor indices (N where empty), overflow flag) of a Dense JAX-MD list;
+    None for another format. neighbor None: every pair, as a list that never overflows."""
+    if neighbor is None:
+        idx = jnp.broadcast_to(jnp.arange(n_atoms), (n_atoms, n_atoms))
+        return jnp.where(jnp.eye(n_atoms, dtype=bool), n_atoms, idx), jnp.zeros((), bool)
+    if neighbor.format is not NeighborListFormat.Dense:
+        return None
+    return neighbor.idx, neighbor.did_buffer_overflow
+
+
+def _rank_rows(rows, idx, x_pad, u_pad, cell, rcut: float, sel: int, cutoffs: tuple):
+    """The model's ``sel`` nearest neighbors within ``rcut`` of some centers, from their rows
+    of a Dense list, by the host's rule (``graph/slots.py``: distance, then neighbor index,
+    then image shift); no gradient.
+
+    Args:
+      rows: [c] center indices (N for padding rows); idx: [c, capacity] their list rows.
+      x_pad, u_pad: [N + 1, 3] real and fractional positions (u_pad None in free space).
+      cutoffs: block cutoffs to count neighbors within (plus 1e-6 A, as ``model/layout.py``).
+
+    Returns:
+      senders [c, sel] (N where empty), shifts [c, sel, 3], kept [c, sel], and the most
+      neighbors of any of these centers within each cutoff [len(cutoffs)].
+    """
+    n_atoms = x_pad.shape[0] - 1
+    if idx.shape[1] < sel:  # fewer candidates than slots: pad with empty ones
+        idx = jnp.pad(idx, ((0, 0), (0, sel - idx.shape[1])), constant_values=n_atoms)
+    if u_pad is None:
+        shifts = jnp.zeros((*idx.shape, 3), x_pad.dtype)
+    else:  # JAX-MD's minimum image, n = -floor(u_j - u_i + 1/2)
+        shifts = -jnp.floor(u_pad[idx] - u_pad[rows][:, None] + 0.5)
+    diff = x_pad[idx] - x_pad[rows][:, None] + jnp.einsum("cjk,kd->cjd", shifts, cell)
+    dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))  # [c, capacity]
+    real = (idx < n_atoms) & (rows < n_atoms)[:, None]
+    is_self = (idx == rows[:, None]) & jnp.all(shifts == 0, axis=-1)
+    valid = real & (dist <= rcut) & ~is_self
+    most = jnp.array([jnp.max(jnp.sum(real & (dist <= c + 1e-6), axis=1)) for c in cutoffs],
+                     jnp.int32).reshape(len(cutoffs))  # fmt: skip
+    n = shifts.astype(jnp.int32)
+    keys = ((~valid).astype(jnp.int32), dist, idx.astype(jnp.int32), n[..., 0], n[..., 1],
+            n[..., 2])  # fmt: skip
+    order = jnp.broadcast_to(jnp.arange(idx.shape[1]), idx.shape)
+    *_, order = jax.lax.sort((*keys, order), dimension=1, num_keys=len(keys))
+    order = order[:, :sel]
+    kept = jnp.take_along_axis(valid, order, axis=1)
+    senders = jnp.where(kept, jnp.take_along_axis(idx, order, axis=1), n_atoms)
+    shifts = jnp.take_along_axis(shifts, order[..., None], axis=1)
+    return senders, jnp.where(kept[..., None], shifts, 0.0), kept, most
+
+
+def _ranked_edges(idx, x, cell, u, rcut: float, sel: int, cutoffs: tuple, chunk: int):
+    """Edges already in the model's slots, from a Dense list (``_rank_rows`` one chunk of
+    centers at a time, so that no [N, capacity, 3] array exists): (receivers, senders, shifts
+    [N sel, 3], slot [N sel], most neighbors within each cutoff); empty slots point at the
+    padding node N with slot -1."""
+    n_atoms = x.shape[0]
+    x_pad = jax.lax.stop_gradient(jnp.concatenate([x, jnp.zeros((1, 3), x.dtype)]))
+    u_pad = None if u is None else jax.lax.stop_gradient(
+        jnp.concatenate([u, jnp.zeros((1, 3), u.dtype)])
+    )  # fmt: skip
+    cell = jax.lax.stop_gradient(cell)
+    chunks = NodeChunks.of(n_atoms, chunk)
+    rows = jnp.arange(n_atoms, dtype=jnp.int32)
+
+    def one(rows_and_idx):
+        return _rank_rows(*rows_and_idx, x_pad, u_pad, cell, rcut, sel, cutoffs)
+
+    pad = chunks.count * chunks.size - n_atoms
+    rows_c = jnp.pad(rows, (0, pad), constant_values=n_atoms).reshape(chunks.count, -1)
+    idx_c = chunks.split(jnp.asarray(idx, jnp.int32))
+    senders, shifts, kept, most = jax.lax.map(one, (rows_c, idx_c))
+    senders, shifts, kept = (chunks.merge(a).reshape(n_atoms * sel, *a.shape[3:])
+                             for a in (senders, shifts, kept))  # fmt: skip
+    receivers = jnp.where(kept, jnp.repeat(rows, sel), n_atoms)
+    slot = jnp.where(kept, jnp.tile(jnp.arange(sel, dtype=jnp.int32), n_atoms), -1)
+    return receivers, senders, shifts, slot, jnp.max(most, axis=0)
+
+
 def _strained(x: Array, cell: Array, perturbation, dtype) -> tuple[Array, Array]:
     """x [N, 3] and cell [3, 3] under JAX-MD's strain r -> P r: every displacement, through
     both. P is [3, 3] or a scalar (NPT passes 1 + eps); None leaves them as they are."""
@@ -328,7 +414,7 @@ def _strained(x: Array, cell: Array, perturbation, dtype) -> tuple[Array, Array]
     return x @ P.T, cell @ P.T
 
 
-def _padded_graph(types, x, cell, edges, fparam, aparam, dtype):
+def _padded_graph(types, x, cell, edges, fparam, aparam, dtype, slot=None):
     """The frame as the model's graph plus one padding node and one padding graph.
 
     Args:
@@ -336,6 +422,7 @@ def _padded_graph(types, x, cell, edges, fparam, aparam, dtype):
       edges: (receivers, senders, shifts), [n_edge] [n_edge] [n_edge, 3]; empty entries point
         at the padding node N (its self-loops, never kept).
       fparam: [numb_fparam] or None; aparam: [N, numb_aparam] or None.
+      slot: [n_edge] each edge's slot (``_ranked_edges``), or None: ranked inside the model.
 
     Returns:
       (graph, positions [N + 1, 3] A, cells [2, 3, 3] A).
@@ -353,7 +440,8 @@ def _padded_graph(types, x, cell, edges, fparam, aparam, dtype):
     if aparam is not None:  # [N, numb_aparam]
         aparam = jnp.asarray(aparam, dtype).reshape(n_atoms, -1)
         nodes["aparam"] = jnp.concatenate([aparam, jnp.zeros_like(aparam[:1])])
-    edge_fields = {"shifts": shifts, "slot": jnp.full((n_edge,), -1, jnp.int32)}
+    slot = jnp.full((n_edge,), -1, jnp.int32) if slot is None else slot
+    edge_fields = {"shifts": shifts, "slot": slot}
     graph = jraph.GraphsTuple(nodes=nodes, edges=edge_fields, senders=senders,
                               receivers=receivers, globals=globals_,
                               n_node=jnp.array([n_atoms, 1], jnp.int32),
@@ -434,10 +522,11 @@ def energy_fn(
     _check_box(box, rcut, "energy_fn")
     default_box = None if box is None else jnp.asarray(box, dtype)
     layout, blocks = _compact_blocks(pot, layout)
-    atomic_energy_fn = make_atomic_energy_fn(
-        pot.config, head=head, layout=layout, slots_on_device=True
-    )
-    default_params = pot.params
+    # Dense lists arrive ranked (``_ranked_edges``); other formats are ranked by the model
+    ranked_fn = make_atomic_energy_fn(pot.config, head=head, layout=layout)
+    unranked_fn = make_atomic_energy_fn(pot.config, head=head, layout=layout, slots_on_device=True)
+    compacted = [(b.rcut, k) for b, k in zip(blocks, layout.slots or (), strict=False) if k < b.sel]
+    sel, default_params = pot.config.descriptor.sel, pot.params
 
     def energy(R, neighbor=None, box=None, perturbation=None, params=None, fparam=None,
                aparam=None, **unused):  # fmt: skip
@@ -446,16 +535,30 @@ def energy_fn(
         R = R.astype(dtype)
         box = _call_box(box, default_box, rcut, dtype)
         x, cell, u = _coordinates(R, box, fractional_coordinates, dtype)
-        receivers, senders, overflow = _list_edges(neighbor, n_atoms)
-        edges = (receivers, senders, _image_shifts(u, receivers, senders, dtype))
         x, cell = _strained(x, cell, perturbation, dtype)
-        graph, positions, cells = _padded_graph(types, x, cell, edges, fparam, aparam, dtype)
+        # the species are constants of the trace: hidden from XLA, which would otherwise fold
+        # every per-atom array they determine into the program (compile time and memory
+        # growing with the atoms; a 98,304-atom step needed 15 GB to compile)
+        species = jax.lax.optimization_barrier(types)
         params = default_params if params is None else params
-        e = jnp.sum(atomic_energy_fn(params, graph, positions, cells)[:n_atoms])
+        dense = _dense_idx(neighbor, n_atoms)
+        if dense is not None:
+            idx, overflow = dense
+            *edges, slot, most = _ranked_edges(idx, x, cell, u, rcut, sel,
+                                               tuple(c for c, _ in compacted), layout.node_chunk)  # fmt: skip
+            graph, positions, cells = _padded_graph(species, x, cell, edges, fparam, aparam,
+                                                    dtype, slot)  # fmt: skip
+            e = jnp.sum(ranked_fn(params, graph, positions, cells)[:n_atoms])
+            too_few = jnp.any(most > jnp.array([k for _, k in compacted], most.dtype))
+        else:
+            receivers, senders, overflow = _list_edges(neighbor, n_atoms)
+            edges = (receivers, senders, _image_shifts(u, receivers, senders, dtype))
+            graph, positions, cells = _padded_graph(species, x, cell, edges, fparam, aparam, dtype)
+            e = jnp.sum(unranked_fn(params, graph, positions, cells)[:n_atoms])
+            too_few = _slot_overflow(layout, blocks, positions, cells[0], edges, n_atoms)
         bad = jnp.zeros((), bool)
         if nan_on_overflow:
-            bad = bad | overflow
-            bad = bad | _slot_overflow(layout, blocks, positions, cells[0], edges, n_atoms)
+            bad = bad | overflow | too_few
         if box is not None:
             bad = bad | _too_narrow(cell, rcut)
         return _nan_where(e, bad)

@@ -44,12 +44,22 @@ class NodeChunks(NamedTuple):
         return a.reshape(self.count * self.size, *a.shape[2:])[: self.n]
 
 
+    def split_tree(self, tree):
+        """``split`` of every leaf of a pytree of [n, ...] arrays."""
+        return jax.tree.map(self.split, tree)
+
+
 def map_chunks(fn: Callable, chunked: tuple, shared: tuple = ()):
-    """``fn(*chunk, *shared)`` for each chunk of the [count, size, ...] arrays ``chunked``,
-    sequentially and recomputed in the backward pass; returns fn's pytree with [count, size,
-    ...] leaves."""
+    """``fn(*chunk, *shared)`` for each chunk of ``chunked`` (pytrees of [count, size, ...]
+    arrays), sequentially and recomputed in the backward pass; returns fn's pytree with
+    [count, size, ...] leaves."""
     body = jax.checkpoint(lambda xs: fn(*xs, *shared))
     return jax.lax.map(body, chunked)
+
+
+def n_nodes(per_node: tuple) -> int:
+    """The length of the leading (node) axis of the first leaf of ``per_node``."""
+    return jax.tree.leaves(per_node)[0].shape[0]
 
 
 def map_nodes(fn: Callable, chunk: int, per_node: tuple, shared: tuple = ()):
@@ -58,12 +68,13 @@ def map_nodes(fn: Callable, chunk: int, per_node: tuple, shared: tuple = ()):
     Args:
       fn: maps per-node arrays [n, ...] (and ``shared`` values) to a pytree of [n, ...].
       chunk: most centers per chunk; with n <= chunk, fn is called once, unchanged.
-      per_node: arrays whose leading axis is the node axis.
-      shared: arrays passed whole to every chunk (e.g. all atoms' g1).
+      per_node: arrays, or pytrees of them (a ``Neighborhood``), whose leading axis is the
+        node axis.
+      shared: values passed whole to every chunk (e.g. all atoms' g1 or species).
     """
-    n = per_node[0].shape[0]
+    n = n_nodes(per_node)
     if n <= chunk:
         return fn(*per_node, *shared)
     chunks = NodeChunks.of(n, chunk)
-    out = map_chunks(fn, tuple(chunks.split(a) for a in per_node), shared)
+    out = map_chunks(fn, chunks.split_tree(per_node), shared)
     return jax.tree.map(chunks.merge, out)

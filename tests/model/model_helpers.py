@@ -21,9 +21,17 @@ TYPE_MAP = ("C", "H", "N", "O")
 PAD = (96, 2048, 6)
 
 
-def tiny_config(type_map=TYPE_MAP):
+def tiny_config(type_map=TYPE_MAP, overrides=None):
+    """The tiny ModelConfig; ``overrides``: {"descriptor.repformer.nlayers": 3, ...} set in its
+    model section."""
     model = tiny.get_config().model.to_dict()
     model["type_map"] = list(type_map)
+    for key, value in (overrides or {}).items():
+        *path, last = key.split(".")
+        section = model
+        for name in path:
+            section = section[name]
+        section[last] = value
     return model_config(model)
 
 

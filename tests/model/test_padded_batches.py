@@ -20,6 +20,7 @@ from dpa2_jax.graph import (
     pad_graph,
 )
 from dpa2_jax.model.compiled import n_compiled
+from dpa2_jax.descriptor.dpa2.repformers import replays_g2
 from dpa2_jax.model.potential import Potential
 
 from model_helpers import (
@@ -33,6 +34,7 @@ from model_helpers import (
     random_params,
     random_positions,
     split,
+    tiny_config,
 )
 
 
@@ -193,6 +195,22 @@ def test_node_chunks_do_not_change_results(cfg, params, pot80, pot_frames):
     coords, types = pot_frames
     chunked = Potential(cfg, params, atoms_per_batch=80, node_chunk=7)
     assert_same(pot80.evaluate(coords, POT_CELL, types), chunked.evaluate(coords, POT_CELL, types))
+
+
+def test_node_chunks_with_replayed_g2(pot_frames):
+    """Without g1 x g1 and pair-attention updates the chunked repformer layers replay g2 from
+    the environment instead of carrying it (``replays_g2``; the tiny config carries it, see
+    above): three layers in chunks of 7 give the unchunked numbers."""
+    rf = "descriptor.repformer"
+    off = ("update_g2_has_g1g1", "update_g2_has_attn", "update_h2")
+    cfg = tiny_config(overrides={f"{rf}.nlayers": 3, **{f"{rf}.{k}": False for k in off}})
+    assert replays_g2(cfg.descriptor.repformer)
+    assert not replays_g2(tiny_config().descriptor.repformer)
+    params = random_params(cfg, seed=6)
+    coords, types = pot_frames
+    whole = Potential(cfg, params, atoms_per_batch=16).evaluate(coords[:1], POT_CELL, types)
+    chunked = Potential(cfg, params, atoms_per_batch=16, node_chunk=7)
+    assert_same(whole, chunked.evaluate(coords[:1], POT_CELL, types))
 
 
 def test_same_shapes_do_not_recompile(pot16, pot_frames):

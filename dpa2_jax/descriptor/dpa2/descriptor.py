@@ -60,18 +60,30 @@ def init(rng: Rng, cfg: DescriptorConfig) -> Params:
 
 
 def _block_env(
-    block: Params, species: Array, nb: Neighborhood, cfg: DescriptorConfig, rcut, rcut_smth
+    block: Params,
+    species: Array,
+    nb: Neighborhood,
+    cfg: DescriptorConfig,
+    rcut,
+    rcut_smth,
+    species_all: Array,
 ) -> tuple[Array, Array, Array]:
     """Environment of a repinit-type block: excluded pairs are zeroed after normalisation
-    (empty slots keep -davg/dstd). Returns (rr, sw, neighbor species)."""
+    (empty slots keep -davg/dstd). species: the centers' types; species_all: every node's,
+    which ``nb.index`` points to. Returns (rr, sw, neighbor species)."""
     em, sw = environment_matrix(nb, rcut, rcut_smth, cfg.env_protection)
     rr = normalize(em, species, block["davg"], block["dstd"])
     if cfg.exclude_types:
-        keep = pair_exclusion_mask(species, nb, cfg.excluded_pairs)
+        keep = pair_exclusion_mask(species, nb, cfg.excluded_pairs, species_all)
         rr = jnp.where(keep[..., None], rr, 0.0)
         nb = nb.with_mask(nb.mask & keep)
         sw = jnp.where(nb.mask, sw, 0.0)
-    return rr, sw, species[nb.index]
+    return rr, sw, species_all[nb.index]
+
+
+def _first_slots(block: Params, n: int) -> Params:
+    """A block whose statistics cover only the first ``n`` slots (a compact layout)."""
+    return dict(block, davg=block["davg"][:, :n], dstd=block["dstd"][:, :n])
 
 
 def apply(
@@ -89,63 +101,68 @@ def apply(
       layout: node chunk, and the (three-body, repformer, repinit) slots to lay out when fewer
         than sel suffice (see ``compactable_blocks``); ``slots=None`` lays out all of them.
 
+    Every array over neighbor slots (environment matrices, embeddings, g2) is made inside the
+    chunks of centers (``nn/chunking.py``) from the chunk's slice of ``nb``: between blocks
+    only per-atom rows (g1) and ``nb`` itself span all atoms.
+
     Returns:
       [n_node, cfg.dim_out]
     """
     ri, rf = cfg.repinit, cfg.repformer
     tebd = type_embedding.apply(params["type_embedding"], cfg.tebd_inputs)  # [n_type+1, tebd_dim]
-    g1_tebd = tebd[species]  # [n_node, tebd_dim]
-
-    nb = nb.restrict(ri.rcut, ri.nsel)  # also drops neighbors a stale graph still holds
-    chunk = layout.node_chunk
     slots = layout.slots
     n_ri = slots[2] if slots else ri.nsel
-    block = dict(params["repinit"], davg=params["repinit"]["davg"][:, :n_ri],
-                 dstd=params["repinit"]["dstd"][:, :n_ri])  # fmt: skip
-    rr, sw, nei = _block_env(block, species, nb.restrict(ri.rcut, n_ri), cfg, ri.rcut,
-                             ri.rcut_smth)  # fmt: skip
-    per_node = [rr, sw, species, nei, g1_tebd]
+    n3 = slots[0] if slots else ri.three_body_sel
+    nf = slots[1] if slots else rf.nsel
+    per_node = [nb, species]
     compact = n_ri < ri.nsel
     if compact:  # the empty slots not laid out, summed per type pair
         table = repinit.empty_tail(params["repinit"], ri, cfg.smooth, tebd, n_ri)
         per_node.append(table[species, species[nb.first]])  # [n_node, ng, 4]
-    if ri.use_three_body:
-        n3 = slots[0] if slots else ri.three_body_sel
-        nb3 = nb.restrict(ri.three_body_rcut, n3)
-        block = dict(params["three_body"], davg=params["three_body"]["davg"][:, :n3],
-                     dstd=params["three_body"]["dstd"][:, :n3])  # fmt: skip
-        per_node += _block_env(
-            block, species, nb3, cfg, ri.three_body_rcut, ri.three_body_rcut_smth
-        )
 
-    def initial_g1(rr, sw, species, nei, g1_tebd, *rest):
-        """Repinit (+ three-body), brought to g1_dim, per chunk of centers: the wide repinit
+    def repinit_nb(nb):  # also drops neighbors a stale graph still holds
+        return nb.restrict(ri.rcut, ri.nsel)
+
+    def initial_g1(nb, species, *rest):
+        """Repinit (+ three-body), brought to g1_dim, for a chunk of centers: the wide repinit
         output [n, neuron[-1] * axis_neuron] exists for one chunk at a time."""
-        tail, three = (rest[0], rest[1:]) if compact else (None, rest)
+        tail, species_all = (rest[0] if compact else None), rest[-1]
+        nb = repinit_nb(nb)
+        rr, sw, nei = _block_env(_first_slots(params["repinit"], n_ri), species,
+                                 nb.restrict(ri.rcut, n_ri), cfg, ri.rcut, ri.rcut_smth,
+                                 species_all)  # fmt: skip
         g1 = repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, species, nei, tebd, tail)
-        if three:
-            rr3, sw3, nei3 = three
+        if ri.use_three_body:
+            rr3, sw3, nei3 = _block_env(
+                _first_slots(params["three_body"], n3), species,
+                nb.restrict(ri.three_body_rcut, n3), cfg, ri.three_body_rcut,
+                ri.three_body_rcut_smth, species_all,
+            )  # fmt: skip
             g3 = three_body.apply(params["three_body"], ri, cfg.smooth, rr3, sw3, nei3, tebd)
             g1 = jnp.concatenate([g1, g3], -1)
         if "g1_shape_transform" in params:
             g1 = dense(params["g1_shape_transform"], g1)
         if cfg.add_tebd_to_repinit_out:
-            g1 = g1 + dense(params["tebd_transform"], g1_tebd)
+            g1 = g1 + dense(params["tebd_transform"], tebd[species])
         return g1
 
-    g1 = map_nodes(initial_g1, chunk, tuple(per_node))
-
-    # The repformer block drops excluded pairs before computing its environment matrix.
-    nf = slots[1] if slots else rf.nsel
-    nbf = nb.restrict(rf.rcut, nf)
-    if cfg.exclude_types:
-        nbf = nbf.with_mask(nbf.mask & pair_exclusion_mask(species, nbf, cfg.excluded_pairs))
-    em, swf = environment_matrix(nbf, rf.rcut, rf.rcut_smth, cfg.env_protection)
+    g1 = map_nodes(initial_g1, layout.node_chunk, tuple(per_node), (species,))
     davg, dstd = params["repformers"]["davg"][:, :nf], params["repformers"]["dstd"][:, :nf]
-    rrf = normalize(em, species, davg, dstd)
-    g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, rrf, swf, nbf, chunk)
+
+    def repformer_env(nb, species, species_all):
+        """The repformer block's (rr, sw, neighborhood) for a chunk: excluded pairs are
+        dropped before its environment matrix is computed."""
+        nbf = repinit_nb(nb).restrict(rf.rcut, nf)
+        if cfg.exclude_types:
+            keep = pair_exclusion_mask(species, nbf, cfg.excluded_pairs, species_all)
+            nbf = nbf.with_mask(nbf.mask & keep)
+        em, swf = environment_matrix(nbf, rf.rcut, rf.rcut_smth, cfg.env_protection)
+        return normalize(em, species, davg, dstd), swf, nbf
+
+    g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, repformer_env,
+                          (nb, species), (species,), layout.node_chunk)  # fmt: skip
     if cfg.concat_output_tebd:
-        g1 = jnp.concatenate([g1, g1_tebd], -1)
+        g1 = jnp.concatenate([g1, tebd[species]], -1)
     return g1
 
 

@@ -8,13 +8,13 @@ then ``nlayers`` repformer layers; the last one updates g1 only.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
 
 from dpa2_jax.descriptor.dpa2 import repformer_layer
 from dpa2_jax.descriptor.dpa2.config import RepformerConfig
-from dpa2_jax.descriptor.env_mat import Neighborhood
 from dpa2_jax.nn import activation, dense, init_dense
 from dpa2_jax.nn.chunking import NodeChunks, map_chunks
 from dpa2_jax.typing import Array, Params, Rng
@@ -37,54 +37,81 @@ def apply(
     cfg: RepformerConfig,
     smooth: bool,
     g1: Array,
-    rr: Array,
-    sw: Array,
-    nb: Neighborhood,
+    env: Callable,
+    per_node: tuple,
+    shared: tuple = (),
     node_chunk: int = 1 << 30,
 ) -> Array:
     """Runs the stack.
 
     Args:
       g1: [n_node, g1_dim] from repinit.
-      rr: [n_node, nsel, 4] normalised environment matrix (empty slots: -davg/dstd).
-      sw: [n_node, nsel] switch, zero in empty slots.
-      nb: the repformer neighborhood (excluded pairs already removed).
+      env: ``env(*per_node, *shared) -> (rr, sw, nb)`` for a set of centers: the normalised
+        environment matrix [n, nsel, 4] (empty slots: -davg/dstd), the switch [n, nsel] (zero
+        in empty slots) and the repformer neighborhood (excluded pairs already removed).
+      per_node: pytrees over the n_node centers that ``env`` reads (sliced into chunks).
+      shared: values ``env`` reads whole (e.g. every atom's species).
       node_chunk: centers per chunk (see nn/chunking.py).
 
     Returns:
       [n_node, g1_dim]
     """
     act = activation(cfg.activation_function)
-    if cfg.direct_dist:
-        g2 = jnp.where(nb.mask, nb.distance(), 0.0)[..., None] / cfg.rcut
-        h2 = nb.diff / cfg.rcut
-    else:
-        g2, h2 = rr[..., :1], rr[..., 1:]
+
+    def inputs(*args):
+        """(g2 [n, nsel, g2_dim], h2 [n, nsel, 3], index, mask, sw) of some centers."""
+        rr, sw, nb = env(*args)
+        if cfg.direct_dist:
+            g2 = jnp.where(nb.mask, nb.distance(), 0.0)[..., None] / cfg.rcut
+            h2 = nb.diff / cfg.rcut
+        else:
+            g2, h2 = rr[..., :1], rr[..., 1:]
+        return act(dense(params["g2_embd"], g2)), h2, nb.index, nb.mask, sw
+
     g1 = act(g1)
-
-    def embed_g2(g2):  # [n, nsel, 1] -> [n, nsel, g2_dim]
-        return act(dense(params["g2_embd"], g2))
-
     n = g1.shape[0]
     if n <= node_chunk:
-        g2 = embed_g2(g2)
+        g2, h2, *fixed = inputs(*per_node, *shared)
         for k in range(cfg.nlayers):
-            g1, g2, h2 = _layer(params, cfg, smooth, k)(g1, g2, h2, nb.index, nb.mask, sw)
+            g1, g2, h2 = _layer(params, cfg, smooth, k)(g1, g2, h2, *fixed)
         return g1
-    # Chunked (nn/chunking.py): the per-slot arrays stay split from layer to layer; every
-    # layer reads all atoms' g1 (its neighbors'), merged from the chunks. g2 is embedded
-    # inside the first layer's chunks, so that only its one-channel input is kept for the
-    # backward pass.
-    chunks = NodeChunks.of(n, node_chunk)
-    g1c, g2c, h2c, *fixed = (chunks.split(a) for a in (g1, g2, h2, nb.index, nb.mask, sw))
+    return _chunked(params, cfg, smooth, g1, inputs, per_node, shared, node_chunk)
+
+
+def replays_g2(cfg: RepformerConfig) -> bool:
+    """Whether the chunked stack recomputes each layer's g2 and h2 from the environment
+    rather than carrying them from layer to layer: when they depend on the center's own
+    slots only (no g1 x g1 term, which reads the neighbors' g1) and replaying the earlier
+    layers' updates is cheap (no pair attention)."""
+    local = not (cfg.update_g2_has_g1g1 and cfg.nlayers > 1)
+    return local and not (cfg.update_g2_has_attn or cfg.update_h2)
+
+
+def _chunked(params, cfg, smooth, g1, inputs, per_node, shared, node_chunk) -> Array:
+    """``apply`` over chunks of centers (nn/chunking.py): each layer reads every atom's g1
+    (its neighbors'), merged from the chunks, and makes its per-slot arrays inside the chunk
+    from the environment. g2 and h2 [n, nsel, ...] are either replayed there from the
+    environment (``replays_g2``: nothing per slot spans all atoms) or carried from one
+    layer's chunks to the next."""
+    chunks = NodeChunks.of(g1.shape[0], node_chunk)
+    per_node_c = chunks.split_tree(per_node)
+    g1c, carried = chunks.split(g1), ()
+    replay = replays_g2(cfg)
     for k in range(cfg.nlayers):
-        layer = _layer(params, cfg, smooth, k)
-        step = (lambda g1, g2, *a, f=layer: f(g1, embed_g2(g2), *a)) if k == 0 else layer
-        g1_all = chunks.merge(g1c)
-        if k < cfg.nlayers - 1:
-            g1c, g2c, h2c = map_chunks(step, (g1c, g2c, h2c, *fixed), (g1_all,))
-        else:  # the last layer updates g1 only: do not carry g2 and h2 out of it
-            g1c = map_chunks(lambda *a, f=step: f(*a)[0], (g1c, g2c, h2c, *fixed), (g1_all,))
+        last = k == cfg.nlayers - 1
+
+        def step(g1, carried, per_node, g1_all, *shared, k=k, last=last):
+            g2, h2, *fixed = inputs(*per_node, *shared)
+            if carried:
+                g2, h2 = carried
+            elif replay:  # the earlier layers' g2 and h2 updates (their g1 part is dead code)
+                for j in range(k):
+                    _, g2, h2 = _layer(params, cfg, smooth, j)(g1, g2, h2, *fixed, g1_all)
+            g1, g2, h2 = _layer(params, cfg, smooth, k)(g1, g2, h2, *fixed, g1_all)
+            return g1 if last or replay else (g1, (g2, h2))
+
+        out = map_chunks(step, (g1c, carried, per_node_c), (chunks.merge(g1c), *shared))
+        g1c, carried = (out, ()) if last or replay else out
     return chunks.merge(g1c)
 
 
