@@ -8,6 +8,7 @@ arguments and returning a JSON-serialisable dict, and register it in CASES.
 """
 
 import argparse
+import contextlib
 import importlib
 import json
 import pathlib
@@ -656,48 +657,89 @@ def _reset_rss_peak() -> None:
         pass
 
 
-def md_memory(model: str, precision: str, n_atoms: int) -> dict:
-    """Memory of one NVE MD step of tiled water (at least ``n_atoms``) (``dpa2-jax md``'s simulation, as ``md_nve``):
-    the process's peak resident memory over everything (KB per atom: the issue's measure),
-    the peak of each phase (setup: model, neighbor list, first forces; compiling the step;
-    two steps), and XLA's temporary buffer of the compiled step (deterministic)."""
-    import jax
+class _Phases:
+    """Seconds and peak resident memory (GB, since the phase began) of a case's phases:
+    ``with phases("compile"): ...``."""
 
-    from dpa2_jax.md.simulate import MDConfig, build_simulation
-    from dpa2_jax.model.potential import Potential
+    def __init__(self):
+        self.out = {}
 
-    phases = {}
-    _reset_rss_peak()
-    start = time.perf_counter()
-    cfg, params = _model(model, precision)
-    atoms, _ = _water_atoms(n_atoms, at_least=True)
-    n_atoms = len(atoms)
-    sim = build_simulation(Potential(cfg, params), atoms, MDConfig(skin=MD_SKIN))
-    state, nbr = sim.init(0)
-    phases["setup"] = (time.perf_counter() - start, _rss_peak_since_reset())
-    _reset_rss_peak()
-    start = time.perf_counter()
-    step = jax.jit(lambda s, nb: sim.run(s, nb, 1)).lower(state, nbr).compile()
-    phases["compile"] = (time.perf_counter() - start, _rss_peak_since_reset())
-    _reset_rss_peak()
-    start = time.perf_counter()
-    for _ in range(2):
-        state, nbr = jax.block_until_ready(step(state, nbr))
-    phases["two_steps"] = (time.perf_counter() - start, _rss_peak_since_reset())
-    if bool(nbr.did_buffer_overflow) or not np.isfinite(np.asarray(state.position)).all():
-        raise RuntimeError("the step overflowed its neighbor list or turned non-finite")
-    temp = step.memory_analysis().temp_size_in_bytes
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        _reset_rss_peak()
+        start = time.perf_counter()
+        yield
+        self.out[f"{name}_seconds"] = round(time.perf_counter() - start, 1)
+        self.out[f"{name}_peak_rss_gb"] = _rss_peak_since_reset()
+
+
+def _memory_result(n_atoms: int, temp_bytes: int, phases: _Phases) -> dict:
+    """A memory case's numbers: the process's peak resident memory over everything (and KB
+    per atom: the issue's measure), XLA's temporary buffer of the compiled program, phases."""
     peak = _peak_rss_gb()
     return {
         "atoms": n_atoms,
         "peak_rss_gb": peak,
         "peak_rss_kb_per_atom": round(peak * 1e6 / n_atoms, 1),
-        "step_xla_temp_gb": round(temp / 1e9, 3),
-        "step_xla_temp_kb_per_atom": round(temp / 1e3 / n_atoms, 1),
-        **{f"{k}_seconds": round(v[0], 1) for k, v in phases.items()},
-        **{f"{k}_peak_rss_gb": v[1] for k, v in phases.items()},
+        "xla_temp_gb": round(temp_bytes / 1e9, 3),
+        "xla_temp_kb_per_atom": round(temp_bytes / 1e3 / n_atoms, 1),
+        **phases.out,
         "peak_device_gb": _peak_device_gb(),
     }
+
+
+def md_memory(model: str, precision: str, n_atoms: int) -> dict:
+    """Memory of one NVE MD step of tiled water (at least ``n_atoms``; ``dpa2-jax md``'s
+    simulation, as ``md_nve``), by phase: setup (model, neighbor list, first forces),
+    compiling the step, two steps."""
+    import jax
+
+    from dpa2_jax.md.simulate import MDConfig, build_simulation
+    from dpa2_jax.model.potential import Potential
+
+    phases = _Phases()
+    with phases("setup"):
+        cfg, params = _model(model, precision)
+        atoms, _ = _water_atoms(n_atoms, at_least=True)
+        sim = build_simulation(Potential(cfg, params), atoms, MDConfig(skin=MD_SKIN))
+        state, nbr = sim.init(0)
+    with phases("compile"):
+        step = jax.jit(lambda s, nb: sim.run(s, nb, 1)).lower(state, nbr).compile()
+    with phases("two_steps"):
+        for _ in range(2):
+            state, nbr = jax.block_until_ready(step(state, nbr))
+    if bool(nbr.did_buffer_overflow) or not np.isfinite(np.asarray(state.position)).all():
+        raise RuntimeError("the step overflowed its neighbor list or turned non-finite")
+    return _memory_result(len(atoms), step.memory_analysis().temp_size_in_bytes, phases)
+
+
+def evaluate_memory(model: str, precision: str, n_atoms: int) -> dict:
+    """Memory of energy + forces + virial of tiled water (at least ``n_atoms``), as
+    ``Potential.evaluate`` computes them (``inference``'s compiled call), by phase: graph
+    (host neighbor list, padding), compiling, one evaluation."""
+    import jax
+
+    from dpa2_jax.graph import batch_graphs, frame_to_graph
+    from dpa2_jax.model.compiled import compiled_forces_fn
+    from dpa2_jax.model.potential import Potential
+
+    phases = _Phases()
+    with phases("graph"):
+        cfg, params = _model(model, precision)
+        pot = Potential(cfg, params)
+        positions, cell = tiled_water(n_atoms, at_least=True)
+        types = np.tile(np.loadtxt(WATER / "type.raw", dtype=int), len(positions) // 192)
+        unpadded = batch_graphs([frame_to_graph(positions, types, cell, cfg.descriptor.rcut,
+                                                cfg.descriptor.sel, dtype=pot.dtype)])  # fmt: skip
+        layout = pot.layout([unpadded])
+        graph = pot.padder(unpadded, n_graph=2)
+    with phases("compile"):
+        forces_fn = compiled_forces_fn(cfg, "default", layout).lower(pot.params, graph).compile()
+    with phases("evaluate"):
+        out = jax.block_until_ready(forces_fn(pot.params, graph))
+    if not np.isfinite(np.asarray(out["forces"])).all():
+        raise RuntimeError("non-finite forces")
+    return _memory_result(len(positions), forces_fn.memory_analysis().temp_size_in_bytes, phases)
 
 
 def reference_md_nve(model: str, n_atoms: int, repeats: int, steps: int = 10) -> dict:
@@ -835,8 +877,11 @@ for _p in ("float64", "float32"):  # MD: 10 NVE steps per jitted call
         CASES[f"md_small_{_p}_{_n}"] = lambda a, p=_p, n=_n: md_nve(
             "small", p, n, a.repeats, a.md_steps
         )
-for _n in (1536, 12288, 98304, 200000):  # memory of one MD step (issue 32)
+for _n in (1536, 12288, 98304, 200000):  # memory of one MD step, one evaluation (issue 32)
     CASES[f"md_memory_small_float64_{_n}"] = lambda a, n=_n: md_memory("small", "float64", n)
+    CASES[f"evaluate_memory_small_float64_{_n}"] = lambda a, n=_n: evaluate_memory(
+        "small", "float64", n
+    )
 CASES["data_pipeline_200"] = lambda a: data_pipeline(200, a.repeats)
 CASES["data_pipeline_100000"] = lambda a: data_pipeline(100_000, a.repeats)
 CASES.update(benchmark_device.cases(train_step, inference, md_nve))

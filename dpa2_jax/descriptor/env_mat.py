@@ -49,13 +49,15 @@ class Neighborhood:
         safe = jnp.where(self.mask[..., None], self.diff, 1.0)
         return jnp.where(self.mask, jnp.linalg.norm(safe, axis=-1), 1.0)
 
+    def first_slots(self, n: int) -> Neighborhood:
+        """The first ``n`` slots as they are (all of them when n >= sel)."""
+        return Neighborhood(self.index[:, :n], self.mask[:, :n], self.diff[:, :n], self.first)
+
     def restrict(self, rcut: float, nsel: int) -> Neighborhood:
         """The first ``nsel`` slots, keeping neighbors within ``rcut`` (DeePMD's
         ``build_multiple_neighbor_list``: slots are sorted by distance, so this is the
         nearest-``nsel`` list at the smaller cutoff)."""
-        sub = Neighborhood(
-            self.index[:, :nsel], self.mask[:, :nsel], self.diff[:, :nsel], self.first
-        )
+        sub = self.first_slots(nsel)
         return sub.with_mask(sub.mask & (sub.distance() <= rcut))
 
     def with_mask(self, mask: Array) -> Neighborhood:

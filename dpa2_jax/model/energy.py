@@ -34,6 +34,7 @@ from dpa2_jax.fitting.energy import FittingConfig
 from dpa2_jax.graph import fields
 from dpa2_jax.graph.slots import select_slots
 from dpa2_jax.model.config import ModelConfig
+from dpa2_jax.nn.chunking import map_nodes
 from dpa2_jax.typing import Array, Params, PRNGKey
 
 # energy_fn(params, graph, positions [n_node, 3] A, cells [n_graph, 3, 3] A) -> [n_graph] eV
@@ -124,9 +125,15 @@ def make_atomic_energy_core(
         descriptor = family.apply(params["descriptor"], desc_cfg, species, nb, layout)
         head_params = params["heads"][head]
         fparam, aparam = fitting_parameters(fitting_cfg, graph, dtype)
-        e = energy_fitting.apply(
-            head_params["fitting"], fitting_cfg, descriptor, species, fparam, aparam
-        )
+
+        def fitting(descriptor, species, fparam, aparam):
+            return energy_fitting.apply(
+                head_params["fitting"], fitting_cfg, descriptor, species, fparam, aparam
+            )
+
+        # over chunks of atoms, as the descriptor's blocks: its [n_node, neuron] activations
+        # exist for one chunk at a time
+        e = map_nodes(fitting, layout.node_chunk, (descriptor, species, fparam, aparam))
         e = e + head_params["out_bias"][species]
         for t in cfg.atom_exclude_types:
             e = jnp.where(species == t, 0.0, e)

@@ -81,7 +81,7 @@ def _block_env(
     return rr, sw, species_all[nb.index]
 
 
-def _first_slots(block: Params, n: int) -> Params:
+def _block_slots(block: Params, n: int) -> Params:
     """A block whose statistics cover only the first ``n`` slots (a compact layout)."""
     return dict(block, davg=block["davg"][:, :n], dstd=block["dstd"][:, :n])
 
@@ -114,7 +114,9 @@ def apply(
     n_ri = slots[2] if slots else ri.nsel
     n3 = slots[0] if slots else ri.three_body_sel
     nf = slots[1] if slots else rf.nsel
-    per_node = [nb, species]
+    # each chunked block reads only the slots it lays out: the backward pass then carries
+    # [n_node, slots, 3] cotangents of that width, not of sel
+    per_node = [nb.first_slots(max(n_ri, n3 if ri.use_three_body else 0)), species]
     compact = n_ri < ri.nsel
     if compact:  # the empty slots not laid out, summed per type pair
         table = repinit.empty_tail(params["repinit"], ri, cfg.smooth, tebd, n_ri)
@@ -128,13 +130,13 @@ def apply(
         output [n, neuron[-1] * axis_neuron] exists for one chunk at a time."""
         tail, species_all = (rest[0] if compact else None), rest[-1]
         nb = repinit_nb(nb)
-        rr, sw, nei = _block_env(_first_slots(params["repinit"], n_ri), species,
+        rr, sw, nei = _block_env(_block_slots(params["repinit"], n_ri), species,
                                  nb.restrict(ri.rcut, n_ri), cfg, ri.rcut, ri.rcut_smth,
                                  species_all)  # fmt: skip
         g1 = repinit.apply(params["repinit"], ri, cfg.smooth, rr, sw, species, nei, tebd, tail)
         if ri.use_three_body:
             rr3, sw3, nei3 = _block_env(
-                _first_slots(params["three_body"], n3), species,
+                _block_slots(params["three_body"], n3), species,
                 nb.restrict(ri.three_body_rcut, n3), cfg, ri.three_body_rcut,
                 ri.three_body_rcut_smth, species_all,
             )  # fmt: skip
@@ -160,7 +162,7 @@ def apply(
         return normalize(em, species, davg, dstd), swf, nbf
 
     g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, repformer_env,
-                          (nb, species), (species,), layout.node_chunk)  # fmt: skip
+                          (nb.first_slots(nf), species), (species,), layout.node_chunk)  # fmt: skip
     if cfg.concat_output_tebd:
         g1 = jnp.concatenate([g1, tebd[species]], -1)
     return g1
