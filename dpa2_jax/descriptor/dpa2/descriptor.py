@@ -116,19 +116,17 @@ def apply(
     nf = slots[1] if slots else rf.nsel
     # each chunked block reads only the slots it lays out: the backward pass then carries
     # [n_node, slots, 3] cotangents of that width, not of sel
-    per_node = [nb.first_slots(max(n_ri, n3 if ri.use_three_body else 0)), species]
-    compact = n_ri < ri.nsel
-    if compact:  # the empty slots not laid out, summed per type pair
-        table = repinit.empty_tail(params["repinit"], ri, cfg.smooth, tebd, n_ri)
-        per_node.append(table[species, species[nb.first]])  # [n_node, ng, 4]
+    nb_ri = nb.first_slots(max(n_ri, n3 if ri.use_three_body else 0))
+    compact = n_ri < ri.nsel  # then the empty slots not laid out, summed per type pair
+    table = repinit.empty_tail(params["repinit"], ri, cfg.smooth, tebd, n_ri) if compact else None
 
     def repinit_nb(nb):  # also drops neighbors a stale graph still holds
         return nb.restrict(ri.rcut, ri.nsel)
 
-    def initial_g1(nb, species, *rest):
+    def initial_g1(nb, species, species_all):
         """Repinit (+ three-body), brought to g1_dim, for a chunk of centers: the wide repinit
         output [n, neuron[-1] * axis_neuron] exists for one chunk at a time."""
-        tail, species_all = (rest[0] if compact else None), rest[-1]
+        tail = table[species, species_all[nb.first]] if compact else None  # [n, ng, 4]
         nb = repinit_nb(nb)
         rr, sw, nei = _block_env(_block_slots(params["repinit"], n_ri), species,
                                  nb.restrict(ri.rcut, n_ri), cfg, ri.rcut, ri.rcut_smth,
@@ -148,7 +146,7 @@ def apply(
             g1 = g1 + dense(params["tebd_transform"], tebd[species])
         return g1
 
-    g1 = map_nodes(initial_g1, layout.node_chunk, tuple(per_node), (species,))
+    g1 = map_nodes(initial_g1, layout.node_chunk, (nb_ri, species), (species,))
     davg, dstd = params["repformers"]["davg"][:, :nf], params["repformers"]["dstd"][:, :nf]
 
     def repformer_env(nb, species, species_all):

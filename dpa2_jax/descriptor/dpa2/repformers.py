@@ -110,7 +110,9 @@ def _chunked(params, cfg, smooth, g1, inputs, per_node, shared, node_chunk) -> A
             g1, g2, h2 = _layer(params, cfg, smooth, k)(g1, g2, h2, *fixed, g1_all)
             return g1 if last or replay else (g1, (g2, h2))
 
-        out = map_chunks(step, (g1c, carried, per_node_c), (chunks.merge(g1c), *shared))
+        # every atom's g1 as the chunks hold it (padded rows last; never indexed): no copy
+        g1_all = g1c.reshape(-1, g1c.shape[-1])
+        out = map_chunks(step, (g1c, carried, per_node_c), (g1_all, *shared))
         g1c, carried = (out, ()) if last or replay else out
     return chunks.merge(g1c)
 
