@@ -83,10 +83,10 @@ def violations(rec: dict, cfg: CheckConfig, temperature: float) -> list[str]:
                    f"{rec['max_force_step']} > check.max_force {cfg.max_force:g} eV/A")  # fmt: skip
     t_limit = cfg.temperature_limit(temperature)
     if not rec["max_temperature_K"] <= t_limit:
+        which = ("check.max_temperature" if t_limit == cfg.max_temperature else
+                 f"check.max_temperature_factor {cfg.max_temperature_factor:g} x {temperature:g} K")  # fmt: skip
         out.append(f"temperature {rec['max_temperature_K']:.4g} K at step "
-                   f"{rec['max_temperature_step']} > {t_limit:g} K (check.max_temperature "
-                   f"{cfg.max_temperature:g} K, check.max_temperature_factor "
-                   f"{cfg.max_temperature_factor:g} x {temperature:g} K)")  # fmt: skip
+                   f"{rec['max_temperature_step']} > {t_limit:g} K ({which})")  # fmt: skip
     if not rec["drift_eV_per_atom"] <= cfg.max_drift:
         out.append(f"energy drift {rec['drift_eV_per_atom']:.3g} eV/atom > check.max_drift "
                    f"{cfg.max_drift:g} eV/atom")  # fmt: skip

@@ -80,6 +80,7 @@ def run_check(cfg: DistillConfig, workdir: str) -> dict:
     start, ck = time.perf_counter(), cfg.check
     temperature = max(cfg.explore.temperatures)
     records = []
+    os.makedirs(os.path.dirname(summary_path), exist_ok=True)
     if ck.steps > 0:
         teacher = _load(cfg.teacher)
         with _bar(ck.steps * len(cfg.explore.structures), "check", "step") as bar:
