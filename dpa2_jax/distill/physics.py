@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dpa2_jax.distill.config import RdfConfig
+from dpa2_jax.errors import DataError
 from dpa2_jax.md import rdf
 from dpa2_jax.md.output import read_structure
 from dpa2_jax.md.sampling import observe_run
@@ -46,6 +47,22 @@ def model_stamp(path: str) -> float:
     return max(times, default=os.path.getmtime(folder))
 
 
+def check_structure(atoms, cfg: RdfConfig, structure: str) -> None:
+    """Refuses, before any MD, a structure whose g(r) cannot be computed.
+
+    Raises:
+      DataError: naming ``structure``: not periodic, or without an atom pair of a pair.
+    """
+    if not atoms.pbc.all():
+        raise DataError(f"report.rdf.structure {structure}: not periodic; g(r) needs a "
+                        "periodic box")  # fmt: skip
+    symbols = atoms.get_chemical_symbols()
+    for a, b in cfg.pairs:
+        if symbols.count(a) == 0 or symbols.count(b) - (a == b) < 1:
+            raise DataError(f"report.rdf.pairs {[a, b]}: {structure} holds {symbols.count(a)} "
+                            f"{a} and {symbols.count(b)} {b} atoms; need a pair of them")  # fmt: skip
+
+
 def nvt_rdf(
     pot, structure: str, cfg: RdfConfig, head: str | None = None,
     progress: Callable[[int], None] | None = None,
@@ -57,6 +74,7 @@ def nvt_rdf(
 
     start = time.perf_counter()
     atoms = read_structure(structure)
+    check_structure(atoms, cfg, structure)
     md = simulate.MDConfig(ensemble="nvt", temperature=cfg.temperature, timestep=cfg.timestep,
                            thermostat=cfg.thermostat, tau_t=cfg.tau_t)  # fmt: skip
     sim = simulate.build_simulation(pot, atoms, md, head=head)

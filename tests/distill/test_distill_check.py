@@ -210,6 +210,22 @@ def test_rdf_comparison_per_pair():
     assert stopped["O-O"] == {"max_abs_diff": None, "at_r": None}
 
 
+def test_rdf_structure_is_checked_before_any_md():
+    import ase
+
+    from dpa2_jax.distill import physics
+    from dpa2_jax.distill.config import RdfConfig
+    from dpa2_jax.errors import DataError
+
+    water = ase.Atoms("OH2OH2", positions=np.random.default_rng(0).uniform(0, 5, (6, 3)),
+                      cell=np.eye(3) * 10, pbc=True)  # fmt: skip
+    physics.check_structure(water, RdfConfig(), "w.xyz")
+    with pytest.raises(DataError, match=r"report.rdf.pairs \['O', 'C'\]: w.xyz holds 2 O and 0 C"):
+        physics.check_structure(water, RdfConfig(pairs=(("O", "O"), ("O", "C"))), "w.xyz")
+    with pytest.raises(DataError, match="report.rdf.structure w.xyz: not periodic"):
+        physics.check_structure(ase.Atoms("OH2", positions=np.eye(3)), RdfConfig(), "w.xyz")
+
+
 @pytest.fixture(scope="module")
 def rdf_report(se_models, tmp_path_factory):
     """The report's RDF part, with its inputs: teacher ``calm`` and, as the student, a copy of
