@@ -1,7 +1,9 @@
 """Distillation on the bundled water: a DPA-2 teacher labels frames of its own NVT MD at 300 K
 and 400 K from data_0 and data_1; a se_e2_a student (configs/se_e2_a_water.py's model, narrower
-nets) trains on them. The default teacher, examples/water_tiny/model.dp, runs in minutes; the
-measured teacher is small DPA-2 trained on the bundled water (docs/distillation.md):
+nets) trains on them. The default teacher, examples/water_md/model.dp, is a small model that is
+stable in MD (examples/water_tiny, faster, fails the teacher check: its MD runs away within
+0.5 ps at 400 K); the measured teacher is small DPA-2 trained on the bundled water
+(docs/distillation.md):
 
     dpa2-jax distill configs/distill_water.py --workdir runs/distill --teacher runs/water_small
 
@@ -18,7 +20,7 @@ WATER = "../tests/systems/water"
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # teacher: a .dp file, model directory or training workdir; head of a multi-head model
-    config.teacher = {"model": "../examples/water_tiny/model.dp", "head": ""}
+    config.teacher = {"model": "../examples/water_md/model.dp", "head": ""}
     # check: before exploring, the teacher's NVE from each exploration structure, initial
     # velocities at the highest exploration temperature, `steps` of `timestep` fs observed every
     # `every` steps. It stops the run when the numbers are not finite, the total energy's drift

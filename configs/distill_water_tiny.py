@@ -12,6 +12,7 @@ from configs import distill_water
 
 def get_config() -> ml_collections.ConfigDict:
     config = distill_water.get_config()
+    config.teacher.model = "../examples/water_tiny/model.dp"  # fast; 20 check steps at 300 K pass
     config.check.steps = 20
     config.check.every = 5
     config.check.window = 10
