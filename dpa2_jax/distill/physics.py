@@ -47,6 +47,13 @@ def model_stamp(path: str) -> float:
     return max(times, default=os.path.getmtime(folder))
 
 
+def largest(values: np.ndarray) -> float | None:
+    """The largest finite entry of ``values``, or None when there is none."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.max()) if finite.size else None
+
+
 def check_structure(atoms, cfg: RdfConfig, structure: str) -> None:
     """Refuses, before any MD, a structure whose g(r) cannot be computed.
 
@@ -84,8 +91,8 @@ def nvt_rdf(
     prod = series.steps > cfg.equilibration
     out = {"frames": int(prod.sum()), "failure": series.failure,
            "mean_temperature_K": float(np.mean(series.temperature[prod])) if prod.any() else None,
-           "max_temperature_K": float(np.max(series.temperature, initial=np.nan)),
-           "max_force_eV_A": float(np.max(series.max_force, initial=np.nan))}  # fmt: skip
+           "max_temperature_K": largest(series.temperature),
+           "max_force_eV_A": largest(series.max_force)}  # fmt: skip
     if series.failure is None and prod.any():
         cells = series.cells[prod]
         edges = rdf.bin_edges(min(cfg.r_max, rdf.largest_radius(cells)), cfg.bin_width)

@@ -250,6 +250,8 @@ def test_rdf_report_fields_and_plot(rdf_report):
     for name in ("teacher", "student"):
         assert rdf[name]["frames"] == 4 and rdf[name]["failure"] is None  # steps 15, 20, 25, 30
         assert 250 < rdf[name]["mean_temperature_K"] < 350
+        assert rdf[name]["max_temperature_K"] >= rdf[name]["mean_temperature_K"]
+        assert 0 < rdf[name]["max_force_eV_A"] < 1  # random nets: small forces
     saved = {name: json.loads(open(rdf["files"][name]).read()) for name in ("teacher", "student")}
     edges = np.asarray(saved["teacher"]["edges"])
     assert len(edges) == 125 and set(saved["teacher"]["g"]) == {"O-O", "O-H"}
