@@ -1,7 +1,9 @@
 """Distillation on the bundled water: a DPA-2 teacher labels frames of its own NVT MD at 300 K
 and 400 K from data_0 and data_1; a se_e2_a student (configs/se_e2_a_water.py's model, narrower
-nets) trains on them. The default teacher, examples/water_tiny/model.dp, runs in minutes; the
-measured teacher is small DPA-2 trained on the bundled water (docs/distillation.md):
+nets) trains on them. The default teacher, examples/water_md/model.dp, is a small model that is
+stable in MD (examples/water_tiny, faster, fails the teacher check: its MD runs away within
+0.5 ps at 400 K); the measured teacher is small DPA-2 trained on the bundled water
+(docs/distillation.md):
 
     dpa2-jax distill configs/distill_water.py --workdir runs/distill --teacher runs/water_small
 
@@ -18,7 +20,23 @@ WATER = "../tests/systems/water"
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # teacher: a .dp file, model directory or training workdir; head of a multi-head model
-    config.teacher = {"model": "../examples/water_tiny/model.dp", "head": ""}
+    config.teacher = {"model": "../examples/water_md/model.dp", "head": ""}
+    # check: before exploring, the teacher's NVE from each exploration structure, initial
+    # velocities at the highest exploration temperature, `steps` of `timestep` fs observed every
+    # `every` steps. It stops the run when the numbers are not finite, the total energy's drift
+    # (mean over the last `window` steps against the first, eV/atom) exceeds max_drift, the
+    # largest per-atom force exceeds max_force (eV/A) or the temperature exceeds
+    # min(max_temperature K, max_temperature_factor x the initial temperature). Exploration keeps
+    # only frames within the same force and temperature limits (its run's temperature as the
+    # target). The bundled water's DFT forces: RMS 0.82 eV/A per component, largest |F_i| 5.3-6.5
+    # eV/A per system; the earlier unstable teacher's MD made frames with 29-53 eV/A. 1,000
+    # steps: examples/water_tiny stays within the limits for 700 steps at 400 K and runs away
+    # by step 990; examples/water_md passes (docs/distillation.md). steps 0: no check.
+    config.check = {
+        "steps": 1000, "timestep": 0.5, "every": 10, "window": 100, "seed": 0,
+        "max_drift": 1e-3, "max_force": 12.0, "max_temperature": 1e9,
+        "max_temperature_factor": 1.5,
+    }  # fmt: skip
     # explore: one MD run per structure and temperature, a frame every `every` steps
     config.explore = {
         "structures": [f"{WATER}/data_0", f"{WATER}/data_1"],  # npy folders (frame 0) or ASE files
@@ -53,7 +71,22 @@ def get_config() -> ml_collections.ConfigDict:
         "training": {"numb_steps": 15000, "batch_size": 1, "seed": 1, "disp_freq": 500,
                      "save_freq": 1000, "max_ckpt_keep": 2},
     }  # fmt: skip
-    # report: DFT-labelled systems to test both models on; the frame timed for the speedup
-    config.report = {"dft_systems": [f"{WATER}/data_3"], "speed_structure": f"{WATER}/data_3",
-                     "repeats": 5}  # fmt: skip
+    # report: DFT-labelled systems to test both models on; the frame timed for the speedup;
+    # rdf: the physics check. NVT MD (Langevin) of teacher and student from the same structure
+    # (default: speed_structure) with the same seed: `equilibration` steps, then `steps` sampled
+    # every `every`; g(r) of each pair of element symbols up to r_max (A, capped at half the
+    # box's shortest height: 6.22 A for the bundled water) in bins of bin_width (A); the report
+    # gives each pair's largest |g_student - g_teacher| over `compare` (A) and draws
+    # WORKDIR/rdf.png. Each model's g(r) is saved in WORKDIR/rdf/ as its MD finishes and reused by
+    # a later report with the same settings and model. steps 0: no RDF.
+    config.report = {
+        "dft_systems": [f"{WATER}/data_3"], "speed_structure": f"{WATER}/data_3", "repeats": 5,
+        "rdf": {
+            "structure": f"{WATER}/data_3", "temperature": 300.0, "timestep": 0.5,
+            "equilibration": 1000, "steps": 4000, "every": 10,  # 0.5 ps, then 2 ps
+            "thermostat": "langevin", "tau_t": 100.0, "seed": 0,
+            "pairs": [["O", "O"], ["O", "H"]], "r_max": 6.5, "bin_width": 0.05,
+            "compare": [2.0, 6.0],
+        },
+    }  # fmt: skip
     return config

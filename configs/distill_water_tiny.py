@@ -1,5 +1,6 @@
-"""configs/distill_water.py in a minute of CPU: one short MD run, a tiny se_e2_a student
-trained for a few steps (the distillation tests).
+"""configs/distill_water.py in a minute of CPU: a short check, one short MD run, a tiny se_e2_a
+student trained for a few steps, a few steps of MD for the report's g(r) (the distillation
+tests).
 
     dpa2-jax distill configs/distill_water_tiny.py --workdir runs/distill_tiny
 """
@@ -11,6 +12,10 @@ from configs import distill_water
 
 def get_config() -> ml_collections.ConfigDict:
     config = distill_water.get_config()
+    config.teacher.model = "../examples/water_tiny/model.dp"  # fast; 20 check steps at 300 K pass
+    config.check.steps = 20
+    config.check.every = 5
+    config.check.window = 10
     config.explore.structures = [f"{distill_water.WATER}/data_0"]
     config.explore.temperatures = [300.0]
     config.explore.steps = 20
@@ -28,4 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.student.training.disp_freq = 5
     config.student.training.save_freq = 10
     config.report.repeats = 2
+    config.report.rdf.equilibration = 10
+    config.report.rdf.steps = 20
+    config.report.rdf.every = 5
     return config

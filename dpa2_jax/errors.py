@@ -17,6 +17,11 @@ class NeighborOverflowError(Dpa2JaxError, RuntimeError):
     """A padded buffer (nodes, edges, neighbors) is too small for the input."""
 
 
+class UnstableDynamicsError(Dpa2JaxError, RuntimeError):
+    """A model's MD runs away: non-finite numbers, or forces, temperature or energy drift
+    beyond the configured limits (the distillation teacher's check)."""
+
+
 class CheckpointError(Dpa2JaxError, ValueError):
     """A checkpoint or model file cannot be read or written."""
 

@@ -12,17 +12,23 @@ DESCRIPTION = """\
 Distills a teacher (a fine-tuned DPA-2: .dp file, model directory or training workdir) into a
 cheaper student, driven by one CONFIG (a configs/*.py file; see configs/distill_water.py):
 
+  check    the teacher's NVE from each starting structure at the highest exploration
+           temperature: energy drift (eV/atom), largest force (eV/A), highest temperature
+           (K); stops with a message naming the structure when its MD runs away (limits in
+           the config's check section). -> WORKDIR/check/
   explore  teacher MD (JAX-MD; NVT by default) from each starting structure (DeePMD npy
-           folders or ASE files) at each temperature (K), a frame every `every` steps;
-           optionally random strain / displacement copies and committee selection by model
-           deviation (max_devi_f in [lo, hi) eV/A). -> WORKDIR/explore/
+           folders or ASE files) at each temperature (K), a frame every `every` steps, kept
+           within the check's force and temperature limits; optionally random strain /
+           displacement copies and committee selection by model deviation (max_devi_f in
+           [lo, hi) eV/A). -> WORKDIR/explore/
   label    teacher energy (eV), forces (eV/A) and virial (eV) on every frame, as DeePMD npy
            systems split into train/ and valid/ (held out). -> WORKDIR/data/
   train    the student on data/train (validated on data/valid), as `dpa2-jax train`.
            -> WORKDIR/student/ (dpa2_jax.load(WORKDIR/student) reads the student)
   report   student RMSE against the teacher on the held-out frames and, for report.dft_systems,
-           of both against DFT; median evaluate time of both on a frame and the speedup.
-           -> WORKDIR/report.json, and a table on stdout
+           of both against DFT; median evaluate time of both on a frame and the speedup;
+           radial distribution functions from NVT MD of both (report.rdf), their largest
+           difference per pair. -> WORKDIR/report.json, rdf.png, rdf/, and a table on stdout
 
 A stage whose outputs exist is skipped, so rerunning after an interruption resumes (training
 continues from its last checkpoint). --stage runs one stage (its inputs must exist).

@@ -1,5 +1,5 @@
 """Distillation: a teacher labels the configurations its own MD samples; a cheaper student
-trains on them (``pipeline.py`` runs explore -> label -> train -> report)."""
+trains on them (``pipeline.py`` runs check -> explore -> label -> train -> report)."""
 
 from dpa2_jax.distill.config import DistillConfig, distill_config, read_distill_config
 from dpa2_jax.distill.pipeline import STAGES, run

@@ -2,9 +2,11 @@
 perturbation and committee selection of the sampled frames.
 
     structure x temperature -> NVT/NPT/NVE run -> a frame every ``every`` steps
+      -> kept if its largest force and temperature are within the check's limits
       -> + ``copies`` randomly strained and displaced copies of each
       -> kept if lo <= max_devi_f < hi over a committee (``model/deviation.py``), if any
-      -> one unlabelled DeePMD npy system per run: WORKDIR/explore/<run>/
+      -> one unlabelled DeePMD npy system per run: WORKDIR/explore/<run>/, and its numbers
+         (frames sampled, dropped, kept; largest force and temperature) in <run>.json
 
 Each run's folder is written to a temporary name and renamed when complete, so an
 interrupted stage redoes only the runs it had not finished.
@@ -13,6 +15,7 @@ interrupted stage redoes only the runs it had not finished.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -23,8 +26,9 @@ import numpy as np
 
 from dpa2_jax.data.npy_system import write_npy_system
 from dpa2_jax.data.system import System
-from dpa2_jax.distill.config import CommitteeConfig, ExploreConfig, PerturbConfig
+from dpa2_jax.distill.config import CheckConfig, CommitteeConfig, ExploreConfig, PerturbConfig
 from dpa2_jax.md.output import read_structure
+from dpa2_jax.md.sampling import observe_run
 from dpa2_jax.model import deviation
 
 logger = logging.getLogger(__name__)
@@ -81,6 +85,15 @@ def select_by_deviation(max_devi_f: np.ndarray, lo: float, hi: float) -> np.ndar
     return (max_devi_f >= lo) & (max_devi_f < hi)
 
 
+def limits_mask(
+    max_force: np.ndarray, temperature: np.ndarray, force_limit: float, temperature_limit: float
+) -> np.ndarray:
+    """Boolean mask [n_frame] of the frames whose largest force (eV/A) and instantaneous
+    temperature (K) are within the limits (<=); non-finite values are outside."""
+    max_force, temperature = np.asarray(max_force), np.asarray(temperature)
+    return (max_force <= force_limit) & (temperature <= temperature_limit)
+
+
 def committee_deviation(pots: Sequence, frames: Frames, head: str | None) -> np.ndarray:
     """The ``model_devi.out`` table [n_frame, 8] of a committee on ``frames``."""
     pred = deviation.ensemble_predictions(pots, frames.coords, frames.cells, frames.symbols, head)
@@ -101,23 +114,41 @@ def teacher_md(pot, atoms, cfg: ExploreConfig, head: str | None):
 
 def sample_md(
     sim, cfg: ExploreConfig, seed: int, progress: Callable[[int], None] | None = None
-) -> Frames:
+) -> tuple[Frames, dict[str, np.ndarray]]:
     """Runs ``sim`` (``teacher_md``, at its temperature) and keeps a frame every ``cfg.every``
-    steps (steps every, 2 every, ..., and the last)."""
-    from dpa2_jax.md import simulate
+    steps (steps every, 2 every, ..., and the last); returns them with each frame's largest
+    per-atom force norm (``max_force`` [n_frame] eV/A) and instantaneous ``temperature``
+    [n_frame] (K)."""
+    series = observe_run(sim, seed, cfg.steps, cfg.every, keep_positions=True, progress=progress)
+    after = series.steps > 0  # step 0 is the starting structure
+    cells = series.cells[after] if sim.periodic else None
+    frames = Frames(series.positions[after], cells, sim.symbols, series.steps[after])
+    return frames, {"max_force": series.max_force[after],
+                    "temperature": series.temperature[after]}  # fmt: skip
 
-    state0, nbr0 = sim.init(seed)
-    coords, cells, steps, done = [], [], [], 0
-    for step, state, _, obs in simulate.run_chunks(sim, state0, nbr0, cfg.steps, cfg.every):
-        if step > 0:
-            coords.append(simulate.positions_of(sim, state, obs))
-            cells.append(np.asarray(obs["cell"], np.float64) if sim.periodic else None)
-            steps.append(step)
-        if progress is not None:
-            progress(step - done)
-        done = step
-    return Frames(np.stack(coords), np.stack(cells) if sim.periodic else None,
-                  sim.symbols, np.asarray(steps))  # fmt: skip
+
+def within_limits(
+    frames: Frames, stats: dict, limits: CheckConfig | None, temperature: float
+) -> tuple[Frames, dict]:
+    """The frames within ``limits`` (largest force <= max_force, temperature <= the limit for
+    a run at ``temperature`` K; all of them without limits) and the counts dropped: by force,
+    by temperature and in all."""
+    if limits is None:
+        return frames, {"dropped": 0, "dropped_force": 0, "dropped_temperature": 0}
+    t_limit = limits.temperature_limit(temperature)
+    keep = limits_mask(stats["max_force"], stats["temperature"], limits.max_force, t_limit)
+    counts = {
+        "dropped": int((~keep).sum()),
+        "dropped_force": int((~(stats["max_force"] <= limits.max_force)).sum()),
+        "dropped_temperature": int((~(stats["temperature"] <= t_limit)).sum()),
+    }
+    if counts["dropped"]:
+        logger.warning("explore: %d of %d frames at %g K dropped outside the limits (%d with a "
+                       "force above %g eV/A, %d above %g K): the teacher's MD leaves the region "
+                       "where it is smooth", counts["dropped"], len(keep), temperature,
+                       counts["dropped_force"], limits.max_force, counts["dropped_temperature"],
+                       t_limit)  # fmt: skip
+    return frames.select(keep), counts
 
 
 def write_frames(frames: Frames, type_map: Sequence[str], path: str) -> str:
@@ -136,10 +167,11 @@ def write_frames(frames: Frames, type_map: Sequence[str], path: str) -> str:
 
 def explore(
     pot, cfg: ExploreConfig, outdir: str, head: str | None = None, committee: Sequence = (),
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, limits: CheckConfig | None = None,
 ) -> list[dict]:  # fmt: skip
     """Runs every (structure, temperature) whose folder under ``outdir`` is missing; returns
-    one summary per run (name, folder, frames sampled and kept, skipped)."""
+    one summary per run (name, folder, MD frames, those dropped outside ``limits``, frames
+    after perturbation and kept, skipped)."""
     os.makedirs(outdir, exist_ok=True)
     warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
     summary = []
@@ -154,23 +186,42 @@ def explore(
                 logger.info("explore: %s exists, skipped", path)
                 if progress is not None:
                     progress(cfg.steps)
-                summary.append({"name": name, "path": path, "skipped": True})
+                summary.append({**_read_entry(path), "name": name, "path": path, "skipped": True})
                 continue
             base = base or teacher_md(pot, atoms, cfg, head)
-            frames = sample_md(base.with_temperature(temperature), cfg, seed, progress)
-            sampled = perturb(frames, cfg.perturb, np.random.default_rng(seed))
+            frames, stats = sample_md(base.with_temperature(temperature), cfg, seed, progress)
+            inside, dropped = within_limits(frames, stats, limits, temperature)
+            sampled = perturb(inside, cfg.perturb, np.random.default_rng(seed))
             kept = _select(sampled, committee, cfg.committee, path)
             entry = {"name": name, "path": path, "structure": structure,
-                     "temperature": temperature, "md_frames": len(frames.steps),
+                     "temperature": temperature, "md_frames": len(frames.steps), **dropped,
+                     "max_force_eV_A": float(stats["max_force"].max()),
+                     "max_temperature_K": float(stats["temperature"].max()),
                      "sampled": len(sampled.steps), "kept": len(kept.steps), "skipped": False}  # fmt: skip
+            _write_entry(path, entry)  # before the folder: a folder marks the run as done
             if len(kept.steps):
                 write_frames(kept, pot.type_map, path)
             else:  # remember the run as done, with no frame to label
                 os.makedirs(path)
             summary.append(entry)
-            logger.info("explore: %s: %d MD frames, %d after perturbation, %d kept", name,
-                        entry["md_frames"], entry["sampled"], entry["kept"])  # fmt: skip
+            logger.info("explore: %s: %d MD frames, %d dropped outside the limits, %d after "
+                        "perturbation, %d kept", name, entry["md_frames"], entry["dropped"],
+                        entry["sampled"], entry["kept"])  # fmt: skip
     return summary
+
+
+def _write_entry(path: str, entry: dict) -> None:
+    """A run's summary as PATH.json, so that a resumed stage still reports it."""
+    with open(path + ".json", "w") as f:
+        json.dump(entry, f, indent=1)
+
+
+def _read_entry(path: str) -> dict:
+    """The summary a finished run left in PATH.json ({} if none)."""
+    if not os.path.isfile(path + ".json"):
+        return {}
+    with open(path + ".json") as f:
+        return json.load(f)
 
 
 def _select(frames: Frames, committee: Sequence, cfg: CommitteeConfig, path: str) -> Frames:

@@ -1,11 +1,15 @@
 """The distillation pipeline, stage by stage, each writing under WORKDIR and skipped when its
 outputs exist (so a killed run resumes where it stopped):
 
-    explore  teacher MD -> WORKDIR/explore/<run>/ (unlabelled npy), explore/summary.json
+    check    the teacher's NVE from each structure -> WORKDIR/check/<run>.log,
+             check/summary.json; stops the pipeline when its MD runs away
+    explore  teacher MD -> WORKDIR/explore/<run>/ (unlabelled npy; frames outside the check's
+             force and temperature limits dropped), explore/summary.json
     label    teacher labels -> WORKDIR/data/{train,valid}/<run>/, data/summary.json
     train    the student (train/loop.py) -> WORKDIR/student/ (a training workdir; an
              interrupted training continues from its last checkpoint), student/summary.json
-    report   errors and speedup -> WORKDIR/report.json
+    report   errors, speedup and the radial distribution functions of both models' NVT MD
+             -> WORKDIR/report.json, rdf.png, rdf/{teacher,student}.json
 
 A stage's ``summary.json`` is written last: it marks the stage as done.
 """
@@ -21,18 +25,20 @@ import time
 from tqdm.auto import tqdm
 
 from dpa2_jax.data import read_npy_system
-from dpa2_jax.distill import report
+from dpa2_jax.distill import physics, report
+from dpa2_jax.distill.check import check_teacher
 from dpa2_jax.distill.config import DistillConfig, student_input
 from dpa2_jax.distill.explore import explore
 from dpa2_jax.distill.label import teacher_labels, write_split
 from dpa2_jax.errors import ConfigError, DataError
 from dpa2_jax.io.convert import load
 from dpa2_jax.md.output import read_structure
+from dpa2_jax.options import options_dict
 from dpa2_jax.train.config import run_config
 from dpa2_jax.train.loop import train_and_evaluate
 
 logger = logging.getLogger(__name__)
-STAGES = ("explore", "label", "train", "report")
+STAGES = ("check", "explore", "label", "train", "report")
 
 
 def _done(path: str, teacher: str | None = None) -> dict | None:
@@ -65,6 +71,28 @@ def _bar(total: int, desc: str, unit: str):
                 disable=None)  # fmt: skip
 
 
+def run_check(cfg: DistillConfig, workdir: str) -> dict:
+    """Stage (0): the teacher's NVE from each exploration structure, at the highest
+    exploration temperature (``check.py``); raises UnstableDynamicsError when it runs away."""
+    summary_path = os.path.join(workdir, "check", "summary.json")
+    if (done := _done(summary_path, cfg.teacher)) is not None:
+        return done
+    start, ck = time.perf_counter(), cfg.check
+    temperature = max(cfg.explore.temperatures)
+    records = []
+    os.makedirs(os.path.dirname(summary_path), exist_ok=True)
+    if ck.steps > 0:
+        teacher = _load(cfg.teacher)
+        with _bar(ck.steps * len(cfg.explore.structures), "check", "step") as bar:
+            records = check_teacher(teacher, cfg.explore.structures, temperature, ck,
+                                    os.path.join(workdir, "check"), cfg.head, bar.update)  # fmt: skip
+    summary = {"structures": records, "temperature_K": temperature, "skipped": ck.steps == 0,
+               "limits": options_dict(ck), "teacher": cfg.teacher,
+               "seconds": time.perf_counter() - start}  # fmt: skip
+    _write_json(summary_path, summary)
+    return summary
+
+
 def run_explore(cfg: DistillConfig, workdir: str) -> dict:
     """Stage (a): teacher MD at each temperature from each structure (``explore.py``)."""
     summary_path = os.path.join(workdir, "explore", "summary.json")
@@ -77,8 +105,12 @@ def run_explore(cfg: DistillConfig, workdir: str) -> dict:
     total = ex.steps * len(ex.structures) * len(ex.temperatures)
     with _bar(total, "explore", "step") as bar:
         runs = explore(teacher, ex, os.path.join(workdir, "explore"), cfg.head, committee,
-                       bar.update)  # fmt: skip
-    summary = {"runs": runs, "teacher": cfg.teacher, "seconds": time.perf_counter() - start}
+                       bar.update, limits=cfg.check)  # fmt: skip
+    summary = {"runs": runs, "dropped": sum(r.get("dropped", 0) for r in runs),
+               "limits": {"max_force": cfg.check.max_force,
+                          "max_temperature": cfg.check.max_temperature,
+                          "max_temperature_factor": cfg.check.max_temperature_factor},
+               "teacher": cfg.teacher, "seconds": time.perf_counter() - start}  # fmt: skip
     _write_json(summary_path, summary)
     return summary
 
@@ -181,17 +213,59 @@ def run_report(cfg: DistillConfig, workdir: str) -> dict:
         "speed": {"atoms": len(atoms), "repeats": cfg.report.repeats, "teacher_s": t_teacher,
                   "student_s": t_student, "speedup": t_teacher / t_student},
         "teacher": cfg.teacher, "student": os.path.join(workdir, "student"),
-        "seconds": time.perf_counter() - start,
     }  # fmt: skip
+    if cfg.report.rdf.steps > 0:
+        result["rdf"] = _rdf_report(cfg, workdir, {"teacher": teacher, "student": student})
+    result["seconds"] = time.perf_counter() - start
     _write_json(path, result)
     return result
 
 
+def _rdf_report(cfg: DistillConfig, workdir: str, pots: dict) -> dict:
+    """The report's physics check (``physics.py``): each model's NVT g(r), read back from
+    WORKDIR/rdf/<model>.json when made before with the same settings and model file."""
+    rc = cfg.report.rdf
+    structure = rc.structure or cfg.report.speed_structure or cfg.explore.structures[0]
+    models = {"teacher": cfg.teacher, "student": os.path.join(workdir, "student")}
+    heads = {"teacher": cfg.head, "student": None}
+    runs, files, per_model = {}, {}, rc.equilibration + rc.steps
+    with _bar(2 * per_model, "rdf MD", "step") as bar:
+        for k, (name, pot) in enumerate(pots.items()):
+            key = {"model": models[name], "stamp": physics.model_stamp(models[name]),
+                   "head": heads[name], "structure": structure, "settings": options_dict(rc)}  # fmt: skip
+            files[name] = os.path.join(workdir, "rdf", f"{name}.json")
+            runs[name] = physics.cached_rdf(
+                files[name], key,
+                lambda pot=pot, head=heads[name]: physics.nvt_rdf(pot, structure, rc, head,
+                                                                  bar.update),
+            )  # fmt: skip
+            bar.update((k + 1) * per_model - bar.n)  # a reused or stopped run: to its end
+    files["plot"] = physics.plot(runs, rc, os.path.join(workdir, "rdf.png"))
+    return physics.summary(rc, structure, runs, files)
+
+
+def check_line(summary: dict) -> str:
+    """The check stage's line: its worst numbers over the structures."""
+    records = summary["structures"]
+    if summary.get("skipped") or not records:
+        return "check: skipped (check.steps = 0)"
+    worst = {k: max(r[k] for r in records)
+             for k in ("drift_eV_per_atom", "max_force_eV_A", "max_temperature_K")}  # fmt: skip
+    return (f"check: the teacher's NVE from {len(records)} structure(s) at "
+            f"{summary['temperature_K']:g} K stays within the limits: drift "
+            f"{worst['drift_eV_per_atom']:.3g} eV/atom, largest force "
+            f"{worst['max_force_eV_A']:.3g} eV/A, highest temperature "
+            f"{worst['max_temperature_K']:.4g} K")  # fmt: skip
+
+
 def summary_line(stage: str, summary: dict) -> str:
     """One line on what a stage made."""
+    if stage == "check":
+        return check_line(summary)
     if stage == "explore":
         kept = sum(r.get("kept", 0) for r in summary["runs"])
-        return f"explore: {len(summary['runs'])} MD run(s), {kept} frames kept"
+        return (f"explore: {len(summary['runs'])} MD run(s), {kept} frames kept, "
+                f"{summary.get('dropped', 0)} dropped outside the check's limits")  # fmt: skip
     if stage == "label":
         return (f"label: {summary['frames']} frames labelled; {len(summary['train'])} training "
                 f"and {len(summary['valid'])} validation systems under data/")  # fmt: skip
@@ -201,7 +275,8 @@ def summary_line(stage: str, summary: dict) -> str:
     return report.table(summary)
 
 
-RUNNERS = {"explore": run_explore, "label": run_label, "train": run_train, "report": run_report}
+RUNNERS = {"check": run_check, "explore": run_explore, "label": run_label, "train": run_train,
+           "report": run_report}  # fmt: skip
 
 
 def run(cfg: DistillConfig, workdir: str, stage: str = "all") -> dict:

@@ -5,7 +5,9 @@
   them (``metrics.test_system``: energy per atom eV, forces eV/A, virial per atom eV; RMSE and
   MAE);
 - speed: the median wall time of ``evaluate`` (energy, forces, virial) on one frame of
-  ``speed_structure`` after a first, compiling call; speedup = teacher time / student time.
+  ``speed_structure`` after a first, compiling call; speedup = teacher time / student time;
+- the physics check (``physics.py``): radial distribution functions of both models' NVT MD
+  and their largest difference.
 """
 
 from __future__ import annotations
@@ -59,4 +61,26 @@ def table(report: dict) -> str:
         f"evaluate, {speed['atoms']} atoms: teacher {speed['teacher_s']:.4g} s, student "
         f"{speed['student_s']:.4g} s, speedup {speed['speedup']:.2f}x"
     )
-    return "\n".join(lines)
+    return "\n".join(lines + rdf_lines(report.get("rdf")))
+
+
+def rdf_lines(rdf: dict | None) -> list[str]:
+    """The physics check's lines: per pair, the largest |g_student - g_teacher| and where;
+    a model whose MD stopped, and the plot."""
+    if not rdf:
+        return []
+    settings = rdf["settings"]
+    r0, r1 = settings["compare"]
+    lines = []
+    for pair, diff in rdf["pairs"].items():
+        shown = "-" if diff["max_abs_diff"] is None else (
+            f"{diff['max_abs_diff']:.3g} at {diff['at_r']:.3g} A")  # fmt: skip
+        lines.append(f"g(r) {pair}, NVT {settings['temperature']:g} K, "
+                     f"{rdf['teacher']['frames']} frames: largest |student - teacher| over "
+                     f"{r0:g}-{r1:g} A {shown}")  # fmt: skip
+    for name in ("teacher", "student"):
+        if rdf[name].get("failure"):
+            lines.append(f"g(r): the {name}'s MD stopped: {rdf[name]['failure']}")
+    if rdf["files"].get("plot"):
+        lines.append(f"g(r) plot: {rdf['files']['plot']}")
+    return lines

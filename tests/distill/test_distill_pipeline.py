@@ -1,5 +1,6 @@
-"""``dpa2-jax distill`` end to end (slow): configs/distill_water_tiny.py's teacher MD on water,
-labels, a tiny se_e2_a student and the report; a second run skips every stage."""
+"""``dpa2-jax distill`` end to end (slow): configs/distill_water_tiny.py's teacher check and MD
+on water, labels, a tiny se_e2_a student and the report with its g(r); a second run skips every
+stage."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def test_distill_end_to_end_and_resume(tmp_path, capsys):
                                      "teacher vs DFT, data_3"}  # fmt: skip
     assert report["errors"]["teacher vs DFT, data_3"]["forces"]["rmse"] < 0.3  # 0.230 known
     assert report["speed"]["atoms"] == 192 and report["speed"]["speedup"] > 0
+    assert "check: the teacher's NVE from 1 structure(s) at 300 K stays within" in out
+    check = json.loads((workdir / "check" / "summary.json").read_text())
+    [rec] = check["structures"]
+    assert rec["finite"] and rec["max_force_eV_A"] < 12 and rec["max_temperature_K"] < 450
+    explored = json.loads((workdir / "explore" / "summary.json").read_text())
+    assert explored["dropped"] == 0  # a calm teacher over 20 steps at 300 K
+    rdf = report["rdf"]
+    assert set(rdf["pairs"]) == {"O-O", "O-H"} and rdf["teacher"]["frames"] == 4
+    for diff in rdf["pairs"].values():  # a different student: a different trajectory
+        assert 0 < diff["max_abs_diff"] and 2 <= diff["at_r"] <= 6
+    assert (workdir / "rdf.png").is_file() and "g(r) O-O, NVT 300 K, 4 frames" in out
     # 20 MD steps, a frame every 5 (4 frames) and one perturbed copy each: 6 train + 2 valid
     train = read_npy_system(workdir / "data" / "train" / "s0_300K")
     valid = read_npy_system(workdir / "data" / "valid" / "s0_300K")
