@@ -39,6 +39,9 @@ class Neighborhood:
     mask: Array
     diff: Array
     first: Array
+    # what diff was built from (``NeighborSlots.neighborhood``), so that chunked blocks can
+    # rebuild it per chunk from shared positions; None for a neighborhood made otherwise
+    source: tuple[NeighborSlots, Array] | None = None
 
     @property
     def sel(self) -> int:
@@ -70,6 +73,83 @@ class Neighborhood:
         )
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeighborSlots:
+    """A neighborhood before its vectors r_ij: per center, what makes them from the positions.
+
+    Attributes:
+      index, mask, first: as ``Neighborhood``'s ([n, sel], [n, sel], [n]).
+      shifts: [n, sel, 3] int16 periodic image of each slot's neighbor.
+      center: [n, 3] the centers' positions, Angstrom.
+      cell: [n, 3, 3] each center's cell (rows are lattice vectors), Angstrom.
+      delta: [n, sel, 3] added to the filled slots' r_ij (``derivatives.atom_virial``), or None.
+
+    Every leaf has the centers as its leading axis, so a chunk of centers is a slice of each;
+    ``neighborhood(positions)`` needs every node's positions (shared by all chunks): a chunked
+    block's backward pass then carries [n, 3] position cotangents, not [n, sel, 3] ones.
+    """
+
+    index: Array
+    mask: Array
+    shifts: Array
+    first: Array
+    center: Array
+    cell: Array
+    delta: Array | None = None
+
+    def first_slots(self, n: int) -> NeighborSlots:
+        """The first ``n`` slots."""
+        delta = None if self.delta is None else self.delta[:, :n]
+        return dataclasses.replace(self, index=self.index[:, :n], mask=self.mask[:, :n],
+                                   shifts=self.shifts[:, :n], delta=delta)  # fmt: skip
+
+    def neighborhood(self, positions: Array) -> Neighborhood:
+        """The ``Neighborhood``, r_ij from every node's positions [n_node, 3] Angstrom."""
+        offset = jnp.einsum("nsk,nkd->nsd", self.shifts.astype(positions.dtype), self.cell)
+        diff = positions[self.index] - self.center[:, None, :] + offset
+        if self.delta is not None:
+            diff = diff + self.delta
+        diff = jnp.where(self.mask[..., None], diff, 0.0)
+        return Neighborhood(self.index, self.mask, diff, self.first, (self, positions))
+
+
+def neighborhood_parts(nb: Neighborhood) -> tuple:
+    """(per-center part, shared part) of ``nb`` for chunks of centers: (``NeighborSlots``,
+    every node's positions) when ``nb`` knows its source, else (``nb``, None)."""
+    return nb.source if nb.source is not None else (nb, None)
+
+
+def chunk_neighborhood(part, positions: Array | None) -> Neighborhood:
+    """The ``Neighborhood`` of a chunk from ``neighborhood_parts``' two parts (sliced)."""
+    return part if positions is None else part.neighborhood(positions)
+
+
+def dense_slots(
+    graph: jraph.GraphsTuple, positions: Array, cells: Array, sel: int, slot: Array | None = None
+) -> NeighborSlots:
+    """Lays the graph's edges into [n_node, sel] slots (``NeighborSlots``; arguments as
+    ``dense_neighborhood``)."""
+    n_node = positions.shape[0]
+    node_graph = fields.node_graph(graph, n_node)
+    first_node = (jnp.cumsum(graph.n_node) - graph.n_node)[node_graph]  # [n_node]
+    slot = fields.slots(graph) if slot is None else slot
+    row = jnp.where((slot >= 0) & (slot < sel), graph.receivers, n_node)  # drop padding edges
+    index = (
+        jnp.full((n_node, sel), -1, jnp.int32)
+        .at[row, slot]
+        .set(graph.senders.astype(jnp.int32), mode="drop")
+    )
+    shifts = (
+        jnp.zeros((n_node, sel, 3), jnp.int16)
+        .at[row, slot]
+        .set(fields.shifts(graph).astype(jnp.int16), mode="drop")
+    )
+    mask = index >= 0
+    index = jnp.where(mask, index, first_node[:, None])
+    return NeighborSlots(index, mask, shifts, first_node, positions, cells[node_graph])
+
+
 def dense_neighborhood(
     graph: jraph.GraphsTuple, positions: Array, cells: Array, sel: int, slot: Array | None = None
 ) -> Neighborhood:
@@ -83,26 +163,7 @@ def dense_neighborhood(
       slot: [n_edge] int32 slot of each edge, -1 for none; default the host-ranked
         ``graph.edges["slot"]`` (``graph/slots.py`` ranks unsorted edges on the device).
     """
-    n_node = positions.shape[0]
-    node_graph = fields.node_graph(graph, n_node)
-    first_node = (jnp.cumsum(graph.n_node) - graph.n_node)[node_graph]  # [n_node]
-    slot = fields.slots(graph) if slot is None else slot
-    row = jnp.where((slot >= 0) & (slot < sel), graph.receivers, n_node)  # drop padding edges
-    index = (
-        jnp.full((n_node, sel), -1, jnp.int32)
-        .at[row, slot]
-        .set(graph.senders.astype(jnp.int32), mode="drop")
-    )
-    shifts = (
-        jnp.zeros((n_node, sel, 3), positions.dtype)
-        .at[row, slot]
-        .set(fields.shifts(graph).astype(positions.dtype), mode="drop")
-    )
-    mask = index >= 0
-    index = jnp.where(mask, index, first_node[:, None])
-    offset = jnp.einsum("nsk,nkd->nsd", shifts, cells[node_graph])  # [n_node, sel, 3]
-    diff = positions[index] - positions[:, None, :] + offset
-    return Neighborhood(index, mask, jnp.where(mask[..., None], diff, 0.0), first_node)
+    return dense_slots(graph, positions, cells, sel, slot).neighborhood(positions)
 
 
 def switch_function(r: Array, rcut_smth: float, rcut: float) -> Array:

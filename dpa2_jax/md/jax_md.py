@@ -16,9 +16,11 @@
 padded graph inside the trace from the neighbor list: each listed pair (i, j) becomes an edge
 from neighbor j to center i with the integer image shift of JAX-MD's minimum image,
 n = -floor(u_j - u_i + 1/2) in fractional coordinates u, so that
-r_ij = x_j - x_i + n @ cell (``graph/graph.py``). The model then keeps, per center, the ``sel``
-nearest within ``rcut`` with the host's rule (``slots_on_device=True``, ``graph/slots.py``):
-the numbers equal ``Potential.evaluate``'s. ``perturbation`` (JAX-MD's strain, [3, 3] or a
+r_ij = x_j - x_i + n @ cell (``graph/graph.py``). Per center, the ``sel`` nearest within
+``rcut`` are kept with the host's rule (distance, then neighbor index, then shift): a Dense
+list's rows are ranked here, a chunk of centers at a time (``_ranked_edges``), other formats by
+the model (``slots_on_device=True``, ``graph/slots.py``); the numbers equal
+``Potential.evaluate``'s. ``perturbation`` (JAX-MD's strain, [3, 3] or a
 scalar as NPT passes it, applied to every displacement, r -> P r) makes ``quantity.stress``
 work; ``box`` replaces the box given at construction (NPT). The forces are real-space
 gradients for both kinds of coordinates (JAX-MD's ``space.transform`` convention), so
@@ -33,8 +35,8 @@ transpose of DeePMD's and ASE's cell; JAX-MD's cell list wants it upper triangul
 
 Neighbor-list formats: Dense ([N, capacity], JAX-MD's default), Sparse ([2, capacity] pairs,
 both directions) and OrderedSparse (i < j pairs once; each pair is used in both directions).
-``energy_fn`` accepts all three because the model ranks edges on the device and needs them in
-no particular order; Dense is the default and the only one ``neighbor_fn`` builds for
+``energy_fn`` accepts all three because edges are ranked on the device and needed in no
+particular order; Dense is the default and the only one ``neighbor_fn`` builds for
 fractional coordinates: with ``fractional_coordinates=True`` JAX-MD 0.2.29's Sparse lists on
 192-atom water miss about 1,400 of 4,950 pairs within the cutoff and hold as many beyond it
 (Dense and real-coordinate Sparse lists are exact), so ``neighbor_fn`` refuses that combination.

@@ -27,7 +27,7 @@ import jraph
 import numpy as np
 
 from dpa2_jax.descriptor import Layout, family_of
-from dpa2_jax.descriptor.env_mat import dense_neighborhood
+from dpa2_jax.descriptor.env_mat import dense_slots
 from dpa2_jax.errors import ConfigError
 from dpa2_jax.fitting import energy as energy_fitting
 from dpa2_jax.fitting.energy import FittingConfig
@@ -119,9 +119,10 @@ def make_atomic_energy_core(
             slot = select_slots(graph, positions, cells, desc_cfg.rcut, desc_cfg.sel)
         if cfg.pair_exclude_types:
             slot = exclude_pairs(graph, species, cfg.pair_exclude_types, desc_cfg.sel, slot)
-        nb = dense_neighborhood(graph, positions, cells, desc_cfg.sel, slot)
+        layout_slots = dense_slots(graph, positions, cells, desc_cfg.sel, slot)
         if delta is not None:
-            nb = dataclasses.replace(nb, diff=nb.diff + jnp.where(nb.mask[..., None], delta, 0.0))
+            layout_slots = dataclasses.replace(layout_slots, delta=delta)
+        nb = layout_slots.neighborhood(positions)
         descriptor = family.apply(params["descriptor"], desc_cfg, species, nb, layout)
         head_params = params["heads"][head]
         fparam, aparam = fitting_parameters(fitting_cfg, graph, dtype)

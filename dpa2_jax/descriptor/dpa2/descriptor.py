@@ -20,7 +20,9 @@ from dpa2_jax.descriptor.dpa2 import repformers, repinit, three_body
 from dpa2_jax.descriptor.dpa2.config import DescriptorConfig
 from dpa2_jax.descriptor.env_mat import (
     Neighborhood,
+    chunk_neighborhood,
     environment_matrix,
+    neighborhood_parts,
     normalize,
     pair_exclusion_mask,
 )
@@ -114,20 +116,21 @@ def apply(
     n_ri = slots[2] if slots else ri.nsel
     n3 = slots[0] if slots else ri.three_body_sel
     nf = slots[1] if slots else rf.nsel
-    # each chunked block reads only the slots it lays out: the backward pass then carries
-    # [n_node, slots, 3] cotangents of that width, not of sel
-    nb_ri = nb.first_slots(max(n_ri, n3 if ri.use_three_body else 0))
+    # chunks rebuild their slots' vectors from every atom's positions (neighborhood_parts),
+    # each block reading only the slots it lays out; unchunked, nb serves as it is
+    chunked = species.shape[0] > layout.node_chunk
+    part, positions = neighborhood_parts(nb) if chunked else (nb, None)
     compact = n_ri < ri.nsel  # then the empty slots not laid out, summed per type pair
     table = repinit.empty_tail(params["repinit"], ri, cfg.smooth, tebd, n_ri) if compact else None
 
     def repinit_nb(nb):  # also drops neighbors a stale graph still holds
         return nb.restrict(ri.rcut, ri.nsel)
 
-    def initial_g1(nb, species, species_all):
+    def initial_g1(part, species, species_all, positions):
         """Repinit (+ three-body), brought to g1_dim, for a chunk of centers: the wide repinit
         output [n, neuron[-1] * axis_neuron] exists for one chunk at a time."""
+        nb = repinit_nb(chunk_neighborhood(part, positions))
         tail = table[species, species_all[nb.first]] if compact else None  # [n, ng, 4]
-        nb = repinit_nb(nb)
         rr, sw, nei = _block_env(_block_slots(params["repinit"], n_ri), species,
                                  nb.restrict(ri.rcut, n_ri), cfg, ri.rcut, ri.rcut_smth,
                                  species_all)  # fmt: skip
@@ -146,13 +149,15 @@ def apply(
             g1 = g1 + dense(params["tebd_transform"], tebd[species])
         return g1
 
-    g1 = map_nodes(initial_g1, layout.node_chunk, (nb_ri, species), (species,))
+    n_initial = max(n_ri, n3 if ri.use_three_body else 0)
+    g1 = map_nodes(initial_g1, layout.node_chunk, (part.first_slots(n_initial), species),
+                   (species, positions))  # fmt: skip
     davg, dstd = params["repformers"]["davg"][:, :nf], params["repformers"]["dstd"][:, :nf]
 
-    def repformer_env(nb, species, species_all):
+    def repformer_env(part, species, species_all, positions):
         """The repformer block's (rr, sw, neighborhood) for a chunk: excluded pairs are
         dropped before its environment matrix is computed."""
-        nbf = repinit_nb(nb).restrict(rf.rcut, nf)
+        nbf = repinit_nb(chunk_neighborhood(part, positions)).restrict(rf.rcut, nf)
         if cfg.exclude_types:
             keep = pair_exclusion_mask(species, nbf, cfg.excluded_pairs, species_all)
             nbf = nbf.with_mask(nbf.mask & keep)
@@ -160,7 +165,8 @@ def apply(
         return normalize(em, species, davg, dstd), swf, nbf
 
     g1 = repformers.apply(params["repformers"], rf, cfg.smooth, g1, repformer_env,
-                          (nb.first_slots(nf), species), (species,), layout.node_chunk)  # fmt: skip
+                          (part.first_slots(nf), species), (species, positions),
+                          layout.node_chunk)  # fmt: skip
     if cfg.concat_output_tebd:
         g1 = jnp.concatenate([g1, tebd[species]], -1)
     return g1
