@@ -12,6 +12,9 @@ means and the ratio ours / DeePMD-kit.
     python scripts/compare_training.py --steps 2000 --seeds 1 2 --out runs/compare \\
         --reference-python /tmp/ptvenv/bin/python
 
+``--precision float32`` trains both in float32 (descriptor and fitting net); ``--programs
+dpa2_jax`` trains ours alone (e.g. float32 beside a float64 run).
+
 The reference environment is the one of scripts/make_training_reference.py. ``--parallel``
 runs dpa2_jax and DeePMD-kit side by side, each pinned to its own core (one thread each):
 accuracy does not depend on it, wall time halves on 2 cores; time per step is measured by
@@ -42,11 +45,14 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "DP_INTRA_OP_PARALLELISM_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}  # fmt: skip
 
 
-def write_input(folder: pathlib.Path, steps: int, seed: int) -> pathlib.Path:
-    """DeePMD input.json from configs/water_small.py with absolute system paths."""
+def write_input(folder: pathlib.Path, steps: int, seed: int, precision: str) -> pathlib.Path:
+    """DeePMD input.json from configs/water_small.py with absolute system paths, descriptor and
+    fitting net in ``precision``."""
     from configs import water_small
 
     d = water_small.get_config().to_dict()
+    d["model"]["descriptor"]["precision"] = precision
+    d["model"]["fitting_net"]["precision"] = precision
     base = REPO / "configs"
     for section in ("training_data", "validation_data"):
         data = d["training"][section]
@@ -97,18 +103,24 @@ def main() -> None:
     parser.add_argument("--reference-python", default="/tmp/ptvenv/bin/python")
     parser.add_argument("--parallel", action="store_true",
                         help="run both programs at once, one core and one thread each")  # fmt: skip
+    parser.add_argument("--precision", choices=["float64", "float32"], default="float64",
+                        help="of the descriptor and fitting net, in both programs")  # fmt: skip
+    parser.add_argument("--programs", nargs="+", choices=["dpa2_jax", "deepmd"],
+                        default=["dpa2_jax", "deepmd"], help="which to train (default: both)")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="skip training: test the trained runs already in --out")  # fmt: skip
     args = parser.parse_args()
     out = pathlib.Path(args.out).resolve()
     env = {**os.environ, **(ONE_THREAD if args.parallel else {})}
-    chains: dict[str, list[list[str]]] = {"dpa2_jax": [], "deepmd": []}
-    reports: dict[str, list[pathlib.Path]] = {"dpa2_jax": [], "deepmd": []}
+    chains: dict[str, list[list[str]]] = {name: [] for name in args.programs}
+    reports: dict[str, list[pathlib.Path]] = {name: [] for name in args.programs}
     for seed in args.seeds:
         seed_dir = out / f"seed{seed}"
         if not args.evaluate_only:
-            write_input(seed_dir, args.steps, seed)
+            write_input(seed_dir, args.steps, seed, args.precision)
         for name, commands in jobs(seed_dir, args.reference_python, args.parallel).items():
+            if name not in chains:
+                continue
             folder = seed_dir / name
             if args.evaluate_only:
                 commands = commands[1:]  # the trained run stays; test (and freeze) again
@@ -136,11 +148,12 @@ def main() -> None:
         seed: {name: force_rmse(reports[name][k].read_text()) for name in chains}
         for k, seed in enumerate(args.seeds)
     }
-    mean = {k: sum(r[k] for r in results.values()) / len(results) for k in ("dpa2_jax", "deepmd")}
-    print(json.dumps({
-        "steps": args.steps, "force_rmse_per_seed": results, "mean": mean,
-        "ratio_ours_over_deepmd": mean["dpa2_jax"] / mean["deepmd"],
-    }, indent=1))  # fmt: skip
+    mean = {k: sum(r[k] for r in results.values()) / len(results) for k in chains}
+    summary = {"steps": args.steps, "precision": args.precision,
+               "force_rmse_per_seed": results, "mean": mean}  # fmt: skip
+    if len(chains) == 2:
+        summary["ratio_ours_over_deepmd"] = mean["dpa2_jax"] / mean["deepmd"]
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
