@@ -5,6 +5,9 @@
       -> g_ab(r) of each pair (``md/rdf.py``) -> WORKDIR/rdf/<model>.json as each finishes
       -> per pair, max |g_student - g_teacher| over ``compare`` (A) -> report.json "rdf"
       -> WORKDIR/rdf.png: both curves per pair and their difference
+    report.rdf.structure's own frames (a DeePMD npy system of at least REFERENCE_FRAMES
+      frames, such as DFT data) -> g_ab(r) drawn beside them as the reference, and each
+      model's largest difference from it; every curve's first peak (position, height)
 
 A model's saved g(r) is reused by a later report when its settings and the model file are
 unchanged (the teacher's 2.5 ps of MD is the report's longest part). A run that stops
@@ -24,11 +27,15 @@ import numpy as np
 from dpa2_jax.distill.config import RdfConfig
 from dpa2_jax.errors import DataError
 from dpa2_jax.md import rdf
-from dpa2_jax.md.output import read_structure
+from dpa2_jax.md.output import read_structure, read_trajectory
 from dpa2_jax.md.sampling import observe_run
 from dpa2_jax.options import options_dict
 
 logger = logging.getLogger(__name__)
+
+# fewest frames of the structure's own system for its g(r) to be drawn as the reference
+REFERENCE_FRAMES = 10
+REFERENCE = "data frames"
 
 
 def pair_name(pair) -> str:
@@ -106,6 +113,30 @@ def nvt_rdf(
     return out
 
 
+def reference_rdf(structure: str, cfg: RdfConfig, edges: np.ndarray) -> dict | None:
+    """g(r) of ``cfg.pairs`` over every frame of ``structure`` when it is a periodic DeePMD npy
+    system of at least REFERENCE_FRAMES frames (the data the models were fitted to, e.g. DFT
+    MD): {edges, g {pair: [n_bin]}, frames}; None for a structure file or fewer frames."""
+    if not os.path.isfile(os.path.join(structure, "type.raw")):
+        return None
+    system = read_trajectory(structure)
+    if system.cells is None or len(system.coords) < REFERENCE_FRAMES:
+        return None
+    symbols = [system.type_map[t] for t in system.atom_types]
+    g = {pair_name(p): rdf.radial_distribution(system.coords, system.cells, symbols, p,
+                                               edges).tolist() for p in cfg.pairs}  # fmt: skip
+    return {"edges": np.asarray(edges).tolist(), "g": g, "frames": len(system.coords)}
+
+
+def first_peak(edges, g, r_range: tuple[float, float]) -> dict:
+    """The highest bin of ``g`` whose center lies in ``r_range`` (A): {r (A), g}."""
+    edges = np.asarray(edges)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    inside = np.flatnonzero((centers >= r_range[0]) & (centers <= r_range[1]))
+    k = inside[np.argmax(np.asarray(g)[inside])]
+    return {"r": float(centers[k]), "g": float(g[k])}
+
+
 def cached_rdf(path: str, key: dict, compute: Callable[[], dict]) -> dict:
     """``compute()``'s result, saved at ``path`` with ``key``; read back instead when the file
     exists with the same key (the same settings and model)."""
@@ -127,7 +158,7 @@ def cached_rdf(path: str, key: dict, compute: Callable[[], dict]) -> dict:
 
 def compare(teacher: dict, student: dict, cfg: RdfConfig) -> dict:
     """Per pair: the largest |g_student - g_teacher| over ``cfg.compare`` and where (A); None
-    when either model has no g(r)."""
+    when either has no g(r)."""
     out = {}
     for pair in map(pair_name, cfg.pairs):
         if "g" not in teacher or "g" not in student:
@@ -139,25 +170,40 @@ def compare(teacher: dict, student: dict, cfg: RdfConfig) -> dict:
     return out
 
 
-def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict) -> dict:
-    """The report's ``rdf`` entry: settings, per-pair largest differences, each model's MD
-    numbers (no curves: those stay in WORKDIR/rdf/*.json) and the files."""
+def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict,
+            reference: dict | None = None) -> dict:  # fmt: skip
+    """The report's ``rdf`` entry: settings, per-pair largest differences (student against
+    teacher; with a ``reference``, each model against it), each model's MD numbers and first
+    peaks (no curves: those stay in WORKDIR/rdf/*.json) and the files."""
     keep = ("frames", "failure", "mean_temperature_K", "max_temperature_K", "max_force_eV_A",
             "seconds")  # fmt: skip
     teacher = runs["teacher"]
-    return {
+    out = {
         "structure": structure, "settings": options_dict(cfg),
         "r_max_used": teacher["edges"][-1] if "edges" in teacher else None,
         "pairs": compare(teacher, runs["student"], cfg),
         **{name: {k: run.get(k) for k in keep} for name, run in runs.items()},
         "files": paths,
     }  # fmt: skip
+    curves = {**runs, **({REFERENCE: reference} if reference else {})}
+    for name, run in curves.items():
+        if "g" in run:
+            out.setdefault(name, {})["first_peak"] = {
+                pair_name(p): first_peak(run["edges"], run["g"][pair_name(p)], cfg.compare)
+                for p in cfg.pairs
+            }  # fmt: skip
+    if reference:
+        out[REFERENCE]["frames"] = reference["frames"]
+        for name, run in runs.items():
+            out[name]["against_" + REFERENCE.replace(" ", "_")] = compare(reference, run, cfg)
+    return out
 
 
-def plot(runs: dict, cfg: RdfConfig, path: str) -> str | None:
-    """WORKDIR/rdf.png: per pair (columns), g(r) of each model with g(r) (top) and
-    g_student - g_teacher (bottom, the compared range shaded). Returns the path, or None
-    without matplotlib (a warning) or without any g(r)."""
+def plot(runs: dict, cfg: RdfConfig, path: str, reference: dict | None = None) -> str | None:
+    """WORKDIR/rdf.png: per pair (columns), g(r) of each model with g(r) and of the
+    ``reference`` frames (gray, dashed) (top) and g_student - g_teacher (bottom, the compared
+    range shaded). Returns the path, or None without matplotlib (a warning) or without any
+    model's g(r)."""
     curves = {name: run for name, run in runs.items() if "g" in run}
     if not curves:
         return None
@@ -177,6 +223,10 @@ def plot(runs: dict, cfg: RdfConfig, path: str) -> str | None:
         for name, run in curves.items():
             edges = np.asarray(run["edges"])
             top.plot(0.5 * (edges[1:] + edges[:-1]), run["g"][pair], label=name, lw=1.2)
+        if reference:
+            edges = np.asarray(reference["edges"])
+            top.plot(0.5 * (edges[1:] + edges[:-1]), reference["g"][pair], color="gray", ls="--",
+                     lw=1.0, label=f"{REFERENCE} ({reference['frames']})")  # fmt: skip
         top.axhline(1.0, color="gray", lw=0.6)
         top.set(title=f"g(r) {pair}, NVT {cfg.temperature:g} K", ylabel="g(r)")
         top.legend(fontsize="small")

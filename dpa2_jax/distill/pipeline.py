@@ -240,8 +240,10 @@ def _rdf_report(cfg: DistillConfig, workdir: str, pots: dict) -> dict:
                                                                   bar.update),
             )  # fmt: skip
             bar.update((k + 1) * per_model - bar.n)  # a reused or stopped run: to its end
-    files["plot"] = physics.plot(runs, rc, os.path.join(workdir, "rdf.png"))
-    return physics.summary(rc, structure, runs, files)
+    with_g = [run for run in runs.values() if "edges" in run]
+    reference = physics.reference_rdf(structure, rc, with_g[0]["edges"]) if with_g else None
+    files["plot"] = physics.plot(runs, rc, os.path.join(workdir, "rdf.png"), reference)
+    return physics.summary(rc, structure, runs, files, reference)
 
 
 def check_line(summary: dict) -> str:

@@ -81,6 +81,13 @@ def rdf_lines(rdf: dict | None) -> list[str]:
     for name in ("teacher", "student"):
         if rdf[name].get("failure"):
             lines.append(f"g(r): the {name}'s MD stopped: {rdf[name]['failure']}")
+    peaks = {name: run["first_peak"] for name, run in rdf.items()
+             if isinstance(run, dict) and "first_peak" in run}  # fmt: skip
+    for pair in rdf["pairs"]:
+        shown = ", ".join(f"{name} {p[pair]['r']:.2f} A ({p[pair]['g']:.2f})"
+                          for name, p in peaks.items())  # fmt: skip
+        if shown:
+            lines.append(f"g(r) {pair} highest peak over {r0:g}-{r1:g} A: {shown}")
     if rdf["files"].get("plot"):
         lines.append(f"g(r) plot: {rdf['files']['plot']}")
     return lines

@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
-from dpa2_jax.distill import distill_config, pipeline
+from dpa2_jax.distill import distill_config, physics, pipeline
 from dpa2_jax.distill.check import record, violations
 from dpa2_jax.distill.config import CheckConfig
 from dpa2_jax.distill.explore import Frames, limits_mask, within_limits
@@ -197,7 +197,6 @@ def test_config_errors_name_the_check_and_rdf_keys():
 
 
 def test_rdf_comparison_per_pair():
-    from dpa2_jax.distill import physics
     from dpa2_jax.distill.config import RdfConfig
 
     edges = np.arange(0, 6.51, 0.5).tolist()  # centers 0.25, ..., 6.25
@@ -213,7 +212,6 @@ def test_rdf_comparison_per_pair():
 def test_rdf_structure_is_checked_before_any_md():
     import ase
 
-    from dpa2_jax.distill import physics
     from dpa2_jax.distill.config import RdfConfig
     from dpa2_jax.errors import DataError
 
@@ -272,11 +270,24 @@ def test_rdf_report_fields_and_plot(rdf_report):
     lines = pipeline.report.rdf_lines(rdf)
     assert lines[0].startswith("g(r) O-O, NVT 300 K, 4 frames: largest |student - teacher| "
                                "over 2-6 A ")  # fmt: skip
+    # the structure's own DFT frames as the reference: liquid water's O-O peak near 2.8 A
+    frames = len(np.load(SYSTEMS / "water" / "data_0" / "set.000" / "coord.npy"))
+    reference = rdf["data frames"]
+    assert reference["frames"] == frames >= physics.REFERENCE_FRAMES
+    assert 2.6 < reference["first_peak"]["O-O"]["r"] < 3.0
+    assert 2.0 < reference["first_peak"]["O-O"]["g"] < 4.0
+    for name in ("teacher", "student"):
+        against = rdf[name]["against_data_frames"]["O-O"]
+        assert against["max_abs_diff"] > 0 and 2.0 <= against["at_r"] <= 6.0
+        g_oo = np.asarray(saved[name]["g"]["O-O"])
+        assert rdf[name]["first_peak"]["O-O"]["g"] == pytest.approx(g_oo[inside].max())
+    assert any(line.startswith("g(r) O-O highest peak over 2-6 A: teacher ") and
+               "data frames 2." in line for line in lines)  # fmt: skip
+    assert physics.reference_rdf(str(SYSTEMS / "water" / "data_0" / "set.000"), cfg.report.rdf,
+                                 edges) is None  # not a system: no reference  # fmt: skip
 
 
 def test_rdf_report_reuses_saved_curves(rdf_report, monkeypatch):
-    from dpa2_jax.distill import physics
-
     cfg, workdir, pots, rdf = rdf_report
 
     def refuse(*args, **kwargs):
