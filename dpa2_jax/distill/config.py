@@ -13,7 +13,8 @@ sections ``teacher``, ``check``, ``explore``, ``label``, ``student`` and ``repor
               pipeline fills in training.training_data / validation_data
     report    dft_systems, speed_structure, repeats,
               rdf {structure, temperature (K), timestep (fs), equilibration, steps, every,
-                   thermostat, tau_t (fs), seed, pairs, r_max (A), bin_width (A), compare (A)}
+                   thermostat, tau_t (fs), seed, pairs, r_max (A), bin_width (A), compare (A),
+                   noise_seeds}
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ class RdfConfig:
     ``equilibration`` steps then ``steps`` (0: no check) sampled every ``every``; radial
     distribution functions of ``pairs`` of element symbols up to ``r_max`` (capped at half the
     cell's shortest height) in bins of ``bin_width``; their largest difference over
-    ``compare`` (A)."""
+    ``compare`` (A). ``noise_seeds`` more teacher runs (seeds seed + 1, ...) give the same
+    difference between the teacher and itself: the comparison's statistical noise."""
 
     structure: str | None = None
     temperature: float = 300.0  # K
@@ -122,6 +124,7 @@ class RdfConfig:
     r_max: float = 6.5  # A
     bin_width: float = 0.05  # A
     compare: tuple[float, float] = (2.0, 6.0)  # A
+    noise_seeds: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,10 +240,12 @@ def _rdf_config(rep: dict, base_dir: str, where: str) -> RdfConfig:
     if len(out.compare) != 2 or not 0 <= out.compare[0] < out.compare[1] <= out.r_max:
         raise ConfigError(f"{where}: report.rdf.compare {list(out.compare)}: expected [r0, r1] "
                           f"A with 0 <= r0 < r1 <= r_max ({out.r_max})")  # fmt: skip
-    if out.steps < 0 or out.equilibration < 0 or out.every < 1 or out.bin_width <= 0:
+    if (out.steps < 0 or out.equilibration < 0 or out.every < 1 or out.bin_width <= 0
+            or out.noise_seeds < 0):  # fmt: skip
         raise ConfigError(f"{where}: report.rdf: steps {out.steps}, equilibration "
-                          f"{out.equilibration}, every {out.every}, bin_width {out.bin_width}: "
-                          "need steps, equilibration >= 0, every >= 1 and bin_width > 0")  # fmt: skip
+                          f"{out.equilibration}, every {out.every}, bin_width {out.bin_width}, "
+                          f"noise_seeds {out.noise_seeds}: need steps, equilibration, "
+                          "noise_seeds >= 0, every >= 1 and bin_width > 0")  # fmt: skip
     return out
 
 

@@ -113,6 +113,16 @@ def nvt_rdf(
     return out
 
 
+def run_settings(cfg: RdfConfig) -> dict:
+    """The settings one MD run's g(r) depends on (its cache key): all but noise_seeds."""
+    return {k: v for k, v in options_dict(cfg).items() if k != "noise_seeds"}
+
+
+def noise_runs(runs: dict) -> dict:
+    """The teacher's runs with other seeds (``noise_seeds``), by name."""
+    return {name: run for name, run in runs.items() if name.startswith("teacher_seed")}
+
+
 def reference_rdf(structure: str, cfg: RdfConfig, edges: np.ndarray) -> dict | None:
     """g(r) of ``cfg.pairs`` over every frame of ``structure`` when it is a periodic DeePMD npy
     system of at least REFERENCE_FRAMES frames (the data the models were fitted to, e.g. DFT
@@ -173,8 +183,9 @@ def compare(teacher: dict, student: dict, cfg: RdfConfig) -> dict:
 def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict,
             reference: dict | None = None) -> dict:  # fmt: skip
     """The report's ``rdf`` entry: settings, per-pair largest differences (student against
-    teacher; with a ``reference``, each model against it), each model's MD numbers and first
-    peaks (no curves: those stay in WORKDIR/rdf/*.json) and the files."""
+    teacher; the teacher's other seeds against it, ``noise``: the largest over them; with a
+    ``reference``, each model against it), each model's MD numbers and first peaks (no curves:
+    those stay in WORKDIR/rdf/*.json) and the files."""
     keep = ("frames", "failure", "mean_temperature_K", "max_temperature_K", "max_force_eV_A",
             "seconds")  # fmt: skip
     teacher = runs["teacher"]
@@ -185,6 +196,11 @@ def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict,
         **{name: {k: run.get(k) for k in keep} for name, run in runs.items()},
         "files": paths,
     }  # fmt: skip
+    others = [compare(teacher, run, cfg) for run in noise_runs(runs).values()]
+    if others:
+        diffs = {p: [o[p] for o in others if o[p]["max_abs_diff"] is not None] for p in others[0]}
+        out["noise"] = {p: max(d, key=lambda x: x["max_abs_diff"]) if d else
+                        {"max_abs_diff": None, "at_r": None} for p, d in diffs.items()}  # fmt: skip
     curves = {**runs, **({REFERENCE: reference} if reference else {})}
     for name, run in curves.items():
         if "g" in run:
@@ -202,9 +218,10 @@ def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict,
 def plot(runs: dict, cfg: RdfConfig, path: str, reference: dict | None = None) -> str | None:
     """WORKDIR/rdf.png: per pair (columns), g(r) of each model with g(r) and of the
     ``reference`` frames (gray, dashed) (top) and g_student - g_teacher (bottom, the compared
-    range shaded). Returns the path, or None without matplotlib (a warning) or without any
-    model's g(r)."""
-    curves = {name: run for name, run in runs.items() if "g" in run}
+    range shaded; in gray, the teacher's other seeds minus the teacher: the noise). Returns the
+    path, or None without matplotlib (a warning) or without any model's g(r)."""
+    others = {name: run for name, run in noise_runs(runs).items() if "g" in run}
+    curves = {name: run for name, run in runs.items() if "g" in run and name not in others}
     if not curves:
         return None
     try:
@@ -233,7 +250,14 @@ def plot(runs: dict, cfg: RdfConfig, path: str, reference: dict | None = None) -
         if {"teacher", "student"} <= set(curves):
             edges = np.asarray(curves["teacher"]["edges"])
             diff = np.subtract(curves["student"]["g"][pair], curves["teacher"]["g"][pair])
-            bottom.plot(0.5 * (edges[1:] + edges[:-1]), diff, color="tab:red", lw=1.0)
+            for k, run in enumerate(others.values()):
+                noise = np.subtract(run["g"][pair], curves["teacher"]["g"][pair])
+                bottom.plot(0.5 * (edges[1:] + edges[:-1]), noise, color="gray", lw=0.8,
+                            label="teacher, other seed" if k == 0 else None)  # fmt: skip
+            bottom.plot(0.5 * (edges[1:] + edges[:-1]), diff, color="tab:red", lw=1.0,
+                        label="student")  # fmt: skip
+            if others:
+                bottom.legend(fontsize="x-small")
         bottom.axhline(0.0, color="gray", lw=0.6)
         bottom.axvspan(*cfg.compare, color="tab:blue", alpha=0.08)
         bottom.set(xlabel="r [A]", ylabel="student - teacher")

@@ -16,6 +16,7 @@ A stage's ``summary.json`` is written last: it marks the stage as done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -223,21 +224,26 @@ def run_report(cfg: DistillConfig, workdir: str) -> dict:
 
 def _rdf_report(cfg: DistillConfig, workdir: str, pots: dict) -> dict:
     """The report's physics check (``physics.py``): each model's NVT g(r), read back from
-    WORKDIR/rdf/<model>.json when made before with the same settings and model file."""
+    WORKDIR/rdf/<model>.json when made before with the same settings and model file; then
+    ``noise_seeds`` more teacher runs with other seeds (rdf/teacher_seed<s>.json)."""
     rc = cfg.report.rdf
     structure = rc.structure or cfg.report.speed_structure or cfg.explore.structures[0]
     models = {"teacher": cfg.teacher, "student": os.path.join(workdir, "student")}
     heads = {"teacher": cfg.head, "student": None}
+    jobs = [(name, name, pot, rc) for name, pot in pots.items()]
+    jobs += [(f"teacher_seed{rc.seed + k}", "teacher", pots["teacher"],
+              dataclasses.replace(rc, seed=rc.seed + k)) for k in range(1, rc.noise_seeds + 1)]  # fmt: skip
     runs, files, per_model = {}, {}, rc.equilibration + rc.steps
-    with _bar(2 * per_model, "rdf MD", "step") as bar:
-        for k, (name, pot) in enumerate(pots.items()):
-            key = {"model": models[name], "stamp": physics.model_stamp(models[name]),
-                   "head": heads[name], "structure": structure, "settings": options_dict(rc)}  # fmt: skip
+    with _bar(len(jobs) * per_model, "rdf MD", "step") as bar:
+        for k, (name, model, pot, settings) in enumerate(jobs):
+            key = {"model": models[model], "stamp": physics.model_stamp(models[model]),
+                   "head": heads[model], "structure": structure,
+                   "settings": physics.run_settings(settings)}  # fmt: skip
             files[name] = os.path.join(workdir, "rdf", f"{name}.json")
             runs[name] = physics.cached_rdf(
                 files[name], key,
-                lambda pot=pot, head=heads[name]: physics.nvt_rdf(pot, structure, rc, head,
-                                                                  bar.update),
+                lambda pot=pot, head=heads[model], s=settings: physics.nvt_rdf(
+                    pot, structure, s, head, bar.update),
             )  # fmt: skip
             bar.update((k + 1) * per_model - bar.n)  # a reused or stopped run: to its end
     with_g = [run for run in runs.values() if "edges" in run]

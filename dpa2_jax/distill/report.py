@@ -65,8 +65,9 @@ def table(report: dict) -> str:
 
 
 def rdf_lines(rdf: dict | None) -> list[str]:
-    """The physics check's lines: per pair, the largest |g_student - g_teacher| and where;
-    a model whose MD stopped, and the plot."""
+    """The physics check's lines: per pair, the largest |g_student - g_teacher| and where (and
+    the teacher's own from other seeds); a model whose MD stopped; every curve's highest peak;
+    the plot."""
     if not rdf:
         return []
     settings = rdf["settings"]
@@ -75,6 +76,9 @@ def rdf_lines(rdf: dict | None) -> list[str]:
     for pair, diff in rdf["pairs"].items():
         shown = "-" if diff["max_abs_diff"] is None else (
             f"{diff['max_abs_diff']:.3g} at {diff['at_r']:.3g} A")  # fmt: skip
+        noise = rdf.get("noise", {}).get(pair, {}).get("max_abs_diff")
+        if noise is not None:  # the teacher against itself from other seeds
+            shown += f" (teacher, other seeds: {noise:.3g})"
         lines.append(f"g(r) {pair}, NVT {settings['temperature']:g} K, "
                      f"{rdf['teacher']['frames']} frames: largest |student - teacher| over "
                      f"{r0:g}-{r1:g} A {shown}")  # fmt: skip

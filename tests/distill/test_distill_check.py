@@ -192,6 +192,9 @@ def test_config_errors_name_the_check_and_rdf_keys():
     with pytest.raises(ConfigError, match=r"report.rdf.compare \[6.0, 2.0\]"):
         distill_config({**base, "report": {**base["report"], "rdf": {**rdf, "compare": [6, 2]}}},
                        ".")  # fmt: skip
+    with pytest.raises(ConfigError, match="noise_seeds -1: need steps, equilibration, noise_"):
+        distill_config({**base, "report": {**base["report"], "rdf": {**rdf, "noise_seeds": -1}}},
+                       ".")  # fmt: skip
     with pytest.raises(ConfigError, match="report: rdf: unknown key 'step'"):
         distill_config({**base, "report": {**base["report"], "rdf": {"step": 3}}}, ".")
 
@@ -228,12 +231,14 @@ def test_rdf_structure_is_checked_before_any_md():
 def rdf_report(se_models, tmp_path_factory):
     """The report's RDF part, with its inputs: teacher ``calm`` and, as the student, a copy of
     it (10 + 20 NVT steps at 300 K from data_0, a frame every 5, as exploration's: one MD
-    program, compiled once; the slow end-to-end test has a trained student)."""
+    program, compiled once; the slow end-to-end test has a trained student); the teacher once
+    more with seed 1 (the noise)."""
     from dpa2_jax import load
 
     workdir = tmp_path_factory.mktemp("rdf_report")
     cfg = _cfg(se_models["calm"], report={"rdf": {"structure": "../tests/systems/water/data_0",
-                                                  "equilibration": 10, "steps": 20, "every": 5}})  # fmt: skip
+                                                  "equilibration": 10, "steps": 20, "every": 5,
+                                                  "noise_seeds": 1}})  # fmt: skip
     os.makedirs(workdir / "student")
     shutil.copy(se_models["calm"], workdir / "student" / "model.dp")
     pots = {"teacher": load(se_models["calm"]), "student": load(workdir / "student" / "model.dp")}
@@ -283,6 +288,12 @@ def test_rdf_report_fields_and_plot(rdf_report):
         assert rdf[name]["first_peak"]["O-O"]["g"] == pytest.approx(g_oo[inside].max())
     assert any(line.startswith("g(r) O-O highest peak over 2-6 A: teacher ") and
                "data frames 2." in line for line in lines)  # fmt: skip
+    # the teacher from another seed: another trajectory, so a nonzero difference (the noise)
+    assert os.path.isfile(os.path.join(workdir, "rdf", "teacher_seed1.json"))
+    assert rdf["teacher_seed1"]["frames"] == 4
+    noise = rdf["noise"]["O-O"]
+    assert noise["max_abs_diff"] > 0 and 2.0 <= noise["at_r"] <= 6.0
+    assert f"(teacher, other seeds: {noise['max_abs_diff']:.3g})" in lines[0]
     assert physics.reference_rdf(str(SYSTEMS / "water" / "data_0" / "set.000"), cfg.report.rdf,
                                  edges) is None  # not a system: no reference  # fmt: skip
 
@@ -295,10 +306,15 @@ def test_rdf_report_reuses_saved_curves(rdf_report, monkeypatch):
 
     monkeypatch.setattr(physics, "nvt_rdf", refuse)
     assert pipeline._rdf_report(cfg, workdir, pots)["pairs"] == rdf["pairs"]
+    # noise_seeds is not part of a run's settings: without it the saved runs still serve
+    fewer = dataclasses.replace(cfg, report=dataclasses.replace(
+        cfg.report, rdf=dataclasses.replace(cfg.report.rdf, noise_seeds=0)))  # fmt: skip
+    assert "noise" not in pipeline._rdf_report(fewer, workdir, pots)
     # other settings: the saved curves are not reused
     calls = []
     monkeypatch.setattr(physics, "nvt_rdf", lambda *a, **k: calls.append(a[2]) or {"frames": 0})
     other = dataclasses.replace(cfg, report=dataclasses.replace(
         cfg.report, rdf=dataclasses.replace(cfg.report.rdf, seed=5)))  # fmt: skip
     out = pipeline._rdf_report(other, workdir, pots)
-    assert len(calls) == 2 and out["pairs"]["O-O"]["max_abs_diff"] is None
+    assert len(calls) == 3 and out["pairs"]["O-O"]["max_abs_diff"] is None
+    assert [c.seed for c in calls] == [5, 5, 6]
