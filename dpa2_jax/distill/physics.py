@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dpa2_jax.distill.config import RdfConfig
+from dpa2_jax.distill.config import CheckConfig, RdfConfig
 from dpa2_jax.errors import DataError
 from dpa2_jax.md import rdf
 from dpa2_jax.md.output import read_structure, read_trajectory
@@ -113,6 +113,20 @@ def nvt_rdf(
     return out
 
 
+def outside_limits(run: dict, limits: CheckConfig, temperature: float) -> list[str]:
+    """What of one RDF run lies outside the check's limits (its highest temperature above the
+    limit for ``temperature`` K, its largest force above max_force): a model whose NVT MD
+    leaves them heated or broke the structure, so its g(r) is not the liquid's."""
+    out = []
+    t_max, t_limit = run.get("max_temperature_K"), limits.temperature_limit(temperature)
+    if t_max is not None and t_max > t_limit:
+        out.append(f"highest temperature {t_max:.4g} K > {t_limit:.4g} K")
+    f_max = run.get("max_force_eV_A")
+    if f_max is not None and f_max > limits.max_force:
+        out.append(f"largest force {f_max:.4g} eV/A > check.max_force {limits.max_force:g}")
+    return out
+
+
 def run_settings(cfg: RdfConfig) -> dict:
     """The settings one MD run's g(r) depends on (its cache key): all but noise_seeds."""
     return {k: v for k, v in options_dict(cfg).items() if k != "noise_seeds"}
@@ -181,11 +195,12 @@ def compare(teacher: dict, student: dict, cfg: RdfConfig) -> dict:
 
 
 def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict,
-            reference: dict | None = None) -> dict:  # fmt: skip
+            reference: dict | None = None, limits: CheckConfig | None = None) -> dict:  # fmt: skip
     """The report's ``rdf`` entry: settings, per-pair largest differences (student against
     teacher; the teacher's other seeds against it, ``noise``: the largest over them; with a
     ``reference``, each model against it), each model's MD numbers and first peaks (no curves:
-    those stay in WORKDIR/rdf/*.json) and the files."""
+    those stay in WORKDIR/rdf/*.json), what of each run lies ``outside_limits`` (with
+    ``limits``) and the files."""
     keep = ("frames", "failure", "mean_temperature_K", "max_temperature_K", "max_force_eV_A",
             "seconds")  # fmt: skip
     teacher = runs["teacher"]
@@ -196,6 +211,9 @@ def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict,
         **{name: {k: run.get(k) for k in keep} for name, run in runs.items()},
         "files": paths,
     }  # fmt: skip
+    for name, run in runs.items():
+        if limits is not None:
+            out[name]["outside_check_limits"] = outside_limits(run, limits, cfg.temperature)
     others = [compare(teacher, run, cfg) for run in noise_runs(runs).values()]
     if others:
         diffs = {p: [o[p] for o in others if o[p]["max_abs_diff"] is not None] for p in others[0]}
@@ -260,7 +278,7 @@ def plot(runs: dict, cfg: RdfConfig, path: str, reference: dict | None = None) -
                 bottom.legend(fontsize="x-small")
         bottom.axhline(0.0, color="gray", lw=0.6)
         bottom.axvspan(*cfg.compare, color="tab:blue", alpha=0.08)
-        bottom.set(xlabel="r [A]", ylabel="student - teacher")
+        bottom.set(xlabel="r [A]", ylabel="g - g_teacher")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

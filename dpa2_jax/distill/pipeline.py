@@ -249,7 +249,7 @@ def _rdf_report(cfg: DistillConfig, workdir: str, pots: dict) -> dict:
     with_g = [run for run in runs.values() if "edges" in run]
     reference = physics.reference_rdf(structure, rc, with_g[0]["edges"]) if with_g else None
     files["plot"] = physics.plot(runs, rc, os.path.join(workdir, "rdf.png"), reference)
-    return physics.summary(rc, structure, runs, files, reference)
+    return physics.summary(rc, structure, runs, files, reference, cfg.check)
 
 
 def check_line(summary: dict) -> str:

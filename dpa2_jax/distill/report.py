@@ -85,6 +85,10 @@ def rdf_lines(rdf: dict | None) -> list[str]:
     for name in ("teacher", "student"):
         if rdf[name].get("failure"):
             lines.append(f"g(r): the {name}'s MD stopped: {rdf[name]['failure']}")
+        elif rdf[name].get("outside_check_limits"):
+            lines.append(f"g(r): the {name}'s NVT MD left the check's limits "
+                         f"({'; '.join(rdf[name]['outside_check_limits'])}): its g(r) is not "
+                         f"the liquid's at {settings['temperature']:g} K")  # fmt: skip
     peaks = {name: run["first_peak"] for name, run in rdf.items()
              if isinstance(run, dict) and "first_peak" in run}  # fmt: skip
     for pair in rdf["pairs"]:

@@ -212,6 +212,26 @@ def test_rdf_comparison_per_pair():
     assert stopped["O-O"] == {"max_abs_diff": None, "at_r": None}
 
 
+def test_rdf_runs_outside_the_check_limits_are_named():
+    from dpa2_jax.distill import report
+
+    limits = CheckConfig(max_force=12.0, max_temperature_factor=1.5)
+    calm = {"max_temperature_K": 340.0, "max_force_eV_A": 5.3}
+    hot = {"max_temperature_K": 6383.8, "max_force_eV_A": 179.8}  # a student measured so
+    assert physics.outside_limits(calm, limits, 300.0) == []
+    assert physics.outside_limits(hot, limits, 300.0) == [
+        "highest temperature 6384 K > 450 K", "largest force 179.8 eV/A > check.max_force 12"]
+    assert physics.outside_limits({"max_temperature_K": None}, limits, 300.0) == []
+    rdf = {"settings": {"compare": [2, 6], "temperature": 300.0}, "files": {},
+           "pairs": {"O-O": {"max_abs_diff": 3.2, "at_r": 2.4}},
+           "teacher": {"frames": 4, "outside_check_limits": []},
+           "student": {"frames": 4, "outside_check_limits": physics.outside_limits(
+               hot, limits, 300.0)}}  # fmt: skip
+    assert ("g(r): the student's NVT MD left the check's limits (highest temperature 6384 K > "
+            "450 K; largest force 179.8 eV/A > check.max_force 12): its g(r) is not the liquid's "
+            "at 300 K") in report.rdf_lines(rdf)  # fmt: skip
+
+
 def test_rdf_structure_is_checked_before_any_md():
     import ase
 
@@ -255,6 +275,7 @@ def test_rdf_report_fields_and_plot(rdf_report):
         assert 250 < rdf[name]["mean_temperature_K"] < 350
         assert rdf[name]["max_temperature_K"] >= rdf[name]["mean_temperature_K"]
         assert 0 < rdf[name]["max_force_eV_A"] < 1  # random nets: small forces
+        assert rdf[name]["outside_check_limits"] == []
     saved = {name: json.loads(open(rdf["files"][name]).read()) for name in ("teacher", "student")}
     edges = np.asarray(saved["teacher"]["edges"])
     assert len(edges) == 125 and set(saved["teacher"]["g"]) == {"O-O", "O-H"}
