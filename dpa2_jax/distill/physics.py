@@ -154,11 +154,8 @@ def reference_rdf(structure: str, cfg: RdfConfig, edges: np.ndarray) -> dict | N
 
 def first_peak(edges, g, r_range: tuple[float, float]) -> dict:
     """The highest bin of ``g`` whose center lies in ``r_range`` (A): {r (A), g}."""
-    edges = np.asarray(edges)
-    centers = 0.5 * (edges[1:] + edges[:-1])
-    inside = np.flatnonzero((centers >= r_range[0]) & (centers <= r_range[1]))
-    k = inside[np.argmax(np.asarray(g)[inside])]
-    return {"r": float(centers[k]), "g": float(g[k])}
+    height, r = rdf.largest_in_range(edges, g, r_range)
+    return {"r": r, "g": height}
 
 
 def cached_rdf(path: str, key: dict, compute: Callable[[], dict]) -> dict:
@@ -211,9 +208,8 @@ def summary(cfg: RdfConfig, structure: str, runs: dict, paths: dict,
         **{name: {k: run.get(k) for k in keep} for name, run in runs.items()},
         "files": paths,
     }  # fmt: skip
-    for name, run in runs.items():
-        if limits is not None:
-            out[name]["outside_check_limits"] = outside_limits(run, limits, cfg.temperature)
+    for name, run in runs.items() if limits is not None else ():
+        out[name]["outside_check_limits"] = outside_limits(run, limits, cfg.temperature)
     others = [compare(teacher, run, cfg) for run in noise_runs(runs).values()]
     if others:
         diffs = {p: [o[p] for o in others if o[p]["max_abs_diff"] is not None] for p in others[0]}
@@ -268,10 +264,10 @@ def plot(runs: dict, cfg: RdfConfig, path: str, reference: dict | None = None) -
         if {"teacher", "student"} <= set(curves):
             edges = np.asarray(curves["teacher"]["edges"])
             diff = np.subtract(curves["student"]["g"][pair], curves["teacher"]["g"][pair])
-            for k, run in enumerate(others.values()):
+            for j, run in enumerate(others.values()):
                 noise = np.subtract(run["g"][pair], curves["teacher"]["g"][pair])
                 bottom.plot(0.5 * (edges[1:] + edges[:-1]), noise, color="gray", lw=0.8,
-                            label="teacher, other seed" if k == 0 else None)  # fmt: skip
+                            label="teacher, other seed" if j == 0 else None)  # fmt: skip
             bottom.plot(0.5 * (edges[1:] + edges[:-1]), diff, color="tab:red", lw=1.0,
                         label="student")  # fmt: skip
             if others:

@@ -114,19 +114,27 @@ def coordination_numbers(edges: np.ndarray, g: np.ndarray, density: float) -> np
     return np.cumsum(np.asarray(g) * density * shells)
 
 
-def largest_difference(
-    edges: np.ndarray, g: np.ndarray, g_ref: np.ndarray, r_range: tuple[float, float]
+def largest_in_range(
+    edges: np.ndarray, values: np.ndarray, r_range: tuple[float, float]
 ) -> tuple[float, float]:
-    """(max |g - g_ref|, the bin center where it is) over bins whose centers lie in
+    """(max of ``values`` [n_bin], the bin center where it is) over bins whose centers lie in
     ``r_range`` (A, inclusive).
 
     Raises:
       DataError: no bin center in the range.
     """
+    edges = np.asarray(edges)
     centers = 0.5 * (edges[1:] + edges[:-1])
     inside = (centers >= r_range[0]) & (centers <= r_range[1])
     if not inside.any():
         raise DataError(f"r range {list(r_range)} A holds no bin (bins up to {edges[-1]:g} A)")
-    diff = np.abs(np.asarray(g) - np.asarray(g_ref))[inside]
-    k = int(np.argmax(diff))
-    return float(diff[k]), float(centers[inside][k])
+    values = np.asarray(values, np.float64)[inside]
+    k = int(np.argmax(values))
+    return float(values[k]), float(centers[inside][k])
+
+
+def largest_difference(
+    edges: np.ndarray, g: np.ndarray, g_ref: np.ndarray, r_range: tuple[float, float]
+) -> tuple[float, float]:
+    """(max |g - g_ref|, the bin center where it is) over ``r_range`` (``largest_in_range``)."""
+    return largest_in_range(edges, np.abs(np.asarray(g) - np.asarray(g_ref)), r_range)
